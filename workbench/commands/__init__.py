@@ -1,0 +1,1 @@
+"""CLI sub-commands, discovered by :mod:`workbench.cli` (one module per command)."""
