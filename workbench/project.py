@@ -1,0 +1,607 @@
+"""The project folder: everything a user makes, saved as it happens.
+
+```
+project/
+  project.json          schema, name, raw source + voxel size, classes, UI state
+  data.zarr/            OME-Zarr: raw is the root image (unless project.json links an external zarr),
+                        labels/annotations, labels/truth, predictions/<run>, segmentation/<name>
+  annotations.jsonl     the annotation history (see workbench.annotations.store)
+  annotations.undo/     previous contents kept for undo
+  runs/<id>/            config.json, checkpoint.pt, metrics.jsonl
+```
+Paths inside the project are stored relative to it, so a project folder can be moved or copied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Iterator, MutableMapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.errors import WorkbenchError
+from workbench.io.volume import Volume
+
+SCHEMA_VERSION = 1
+PROJECT_FILE = "project.json"
+DATA_STORE = "data.zarr"
+JOURNAL_FILE = "annotations.jsonl"
+UNDO_DIR = "annotations.undo"
+RUNS_DIR = "runs"
+
+#: Colours given to new classes, in order (colour-blind friendly first two: red / green as users expect).
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
+           "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075")
+
+
+@dataclass(frozen=True)
+class LabelClass:
+    """One annotation class: label value ``id`` (1..K), display ``name`` and ``color`` (``#rrggbb``)."""
+
+    id: int
+    name: str
+    color: str
+
+
+DEFAULT_CLASSES = (LabelClass(1, "membrane", PALETTE[0]), LabelClass(2, "interior", PALETTE[1]))
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A training run folder and what it holds.
+
+    Attributes:
+        id: folder name.
+        path: the folder.
+        config: ``config.json`` contents, or None.
+        metrics: the records of ``metrics.jsonl`` (oldest first), empty when absent.
+        checkpoint: path of ``checkpoint.pt`` when it exists.
+        created: folder creation time (seconds since the epoch).
+    """
+
+    id: str
+    path: Path
+    config: dict | None
+    metrics: list[dict]
+    checkpoint: Path | None
+    created: float
+
+    @property
+    def last_metrics(self) -> dict | None:
+        return self.metrics[-1] if self.metrics else None
+
+
+def _normalise_color(color) -> str:
+    """``#rrggbb`` from ``#rgb``, ``#rrggbb`` or an (r, g, b) tuple of 0..255 ints."""
+    if isinstance(color, (tuple, list)) and len(color) in (3, 4):
+        if not all(isinstance(c, (int, np.integer)) and 0 <= c <= 255 for c in color[:3]):
+            raise WorkbenchError(f"colour components must be integers 0..255, got {color}")
+        return "#" + "".join(f"{int(c):02x}" for c in color[:3])
+    if isinstance(color, str):
+        c = color.strip().lower()
+        if re.fullmatch(r"#[0-9a-f]{3}", c):
+            return "#" + "".join(ch * 2 for ch in c[1:])
+        if re.fullmatch(r"#[0-9a-f]{6}", c):
+            return c
+    raise WorkbenchError(f"colour must be '#rrggbb' or (r, g, b), got {color!r}")
+
+
+def _atomic_write_json(path: Path, obj) -> None:
+    text = json.dumps(obj, indent=2, sort_keys=False)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _is_zarr_source(src: str) -> bool:
+    """True for a path inside or naming a zarr store (``x.zarr``, ``x.zarr/raw``, a folder with zarr metadata)."""
+    p = Path(src.split(":/")[0] if ":/" in src and not Path(src).exists() else src)
+    if any(part.endswith(".zarr") for part in p.parts):
+        return True
+    return p.is_dir() and any((p / m).exists() for m in ("zarr.json", ".zgroup", ".zarray"))
+
+
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(root: Path) -> threading.RLock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(str(root.resolve()), threading.RLock())
+
+
+class ProjectState(MutableMapping):
+    """A small JSON dict (UI step, chosen architecture, brush width ...) saved to project.json on every set."""
+
+    def __init__(self, project: Project):
+        self._project = project
+
+    def _data(self) -> dict:
+        return self._project._meta.setdefault("state", {})
+
+    def __getitem__(self, key):
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(list(self._data()))
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __setitem__(self, key, value) -> None:
+        self.update({key: value})
+
+    def __delitem__(self, key) -> None:
+        if key not in self._data():
+            raise KeyError(key)
+        self._project._mutate(lambda m: m.setdefault("state", {}).pop(key, None))
+
+    def update(self, other=(), /, **kwargs) -> None:
+        """Set several keys with one save."""
+        new = dict(other, **kwargs)
+        for k in new:
+            if not isinstance(k, str):
+                raise TypeError(f"state keys must be strings, got {k!r}")
+        json.dumps(new)  # TypeError now, before anything is written, for values JSON cannot hold
+        self._project._mutate(lambda m: m.setdefault("state", {}).update(new))
+
+    def __repr__(self) -> str:
+        return f"ProjectState({self._data()!r})"
+
+
+class Project:
+    """A project folder. Use :meth:`create`, :meth:`open` or :meth:`open_or_create`, not the constructor."""
+
+    def __init__(self, root: Path, meta: dict):
+        self.root = Path(root)
+        self._meta = meta
+        self._lock = _lock_for(self.root)
+        self._annotations = None
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def json_path(self) -> Path:
+        return self.root / PROJECT_FILE
+
+    @property
+    def data_path(self) -> Path:
+        """The project's OME-Zarr store (``data.zarr``)."""
+        return self.root / DATA_STORE
+
+    @property
+    def runs_path(self) -> Path:
+        return self.root / RUNS_DIR
+
+    @property
+    def annotations_path(self) -> Path:
+        return self.data_path / "labels" / "annotations"
+
+    @property
+    def truth_path(self) -> Path | None:
+        t = self._meta.get("truth")
+        return None if not t else self._resolve(t["source"])
+
+    def prediction_path(self, run_id: str) -> Path:
+        """Where predictions of run ``run_id`` go (``data.zarr/predictions/<run>``)."""
+        return self.data_path / "predictions" / _safe_name(run_id)
+
+    def segmentation_path(self, name: str) -> Path:
+        """Where segmentation ``name`` goes (``data.zarr/segmentation/<name>``)."""
+        return self.data_path / "segmentation" / _safe_name(name)
+
+    def _resolve(self, source: str) -> Path:
+        p = Path(source)
+        return p if p.is_absolute() else self.root / p
+
+    # ------------------------------------------------------------------ creating / opening
+    @classmethod
+    def create(cls, root, raw=None, voxel_size=None, name: str | None = None, classes=None,
+               copy_raw: bool = False, truth=None, sample_shape=None, seed: int = 0,
+               progress=None) -> Project:
+        """Make a new project folder.
+
+        Args:
+            root: the folder (created; must be empty or absent).
+            raw: None for the built-in synthetic sample (its ground truth becomes ``labels/truth``), a
+                source any ``workbench.io`` reader opens, a ``Volume`` or a numpy array (z, y, x).
+            voxel_size: (z, y, x) nm, overriding what the source says.
+            name: display name (default: the folder name).
+            classes: list of ``LabelClass`` or ``(name, color)`` / names; default membrane + interior.
+            copy_raw: copy an existing zarr/OME-Zarr source into the project instead of linking it.
+            truth: optional ground-truth labels (source, Volume or array) stored as ``labels/truth``.
+            sample_shape, seed: shape and seed of the synthetic sample when ``raw`` is None.
+            progress: optional tqdm-like callable for long imports.
+
+        Raises:
+            WorkbenchError: the folder is already a project or not empty, or the raw cannot be read.
+        """
+        root = Path(root).expanduser()
+        if (root / PROJECT_FILE).exists():
+            raise WorkbenchError("already a project; open it instead", root)
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise WorkbenchError("cannot create a project here: the folder is not empty", root)
+        made_root = not root.exists()
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            meta = cls._build(root, raw, voxel_size, name, classes, copy_raw, truth, sample_shape, seed,
+                              progress)
+            _atomic_write_json(root / PROJECT_FILE, meta)  # last: the folder is a project once complete
+        except BaseException:
+            # never leave a half-made project behind
+            if made_root:
+                shutil.rmtree(root, ignore_errors=True)
+            else:
+                for child in root.iterdir():
+                    shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+            raise
+        project = cls(root, meta)
+        project.annotations  # noqa: B018 (creates the label image and the journal)
+        return project
+
+    @classmethod
+    def _build(cls, root, raw, voxel_size, name, classes, copy_raw, truth, sample_shape, seed, progress):
+        from workbench.io import open_volume
+        from workbench.io.omezarr import write_ome_zarr
+
+        data = root / DATA_STORE
+        meta: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "name": name or root.name,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "raw": None,
+            "truth": None,
+            "classes": [asdict(c) for c in _make_classes(classes)],
+            "state": {},
+        }
+        if raw is None:
+            from workbench.synthetic import generate_sample
+
+            kwargs = {"seed": seed, "progress": progress}
+            if sample_shape is not None:
+                kwargs["shape"] = tuple(int(s) for s in sample_shape)
+            generate_sample(data, **kwargs)
+            raw_vol = open_volume(str(data))
+            if voxel_size is not None:
+                raw_vol = raw_vol.with_voxel_size(voxel_size)
+            meta["raw"] = {"source": DATA_STORE, "linked": False}
+            meta["sample"] = {"seed": int(seed)}
+            if truth is None:
+                truth = _sample_truth(data)
+        elif isinstance(raw, (str, os.PathLike)) and _is_zarr_source(str(raw)) and not copy_raw:
+            raw_vol = open_volume(str(raw), voxel_size=voxel_size)
+            meta["raw"] = {"source": str(Path(str(raw)).expanduser().resolve()), "linked": True}
+        else:
+            if isinstance(raw, (str, os.PathLike)):
+                raw_vol = open_volume(str(raw), voxel_size=voxel_size)
+            else:
+                raw_vol = _as_volume(raw, voxel_size, "raw")
+            write_ome_zarr(raw_vol, data, name="raw", voxel_size=raw_vol.voxel_size, progress=progress)  # image at the root
+            meta["raw"] = {"source": DATA_STORE, "linked": False, "imported_from": raw_vol.source}
+        meta["raw"].update(shape=list(raw_vol.shape), dtype=str(raw_vol.dtype),
+                           voxel_size=list(raw_vol.voxel_size))
+        if truth is not None:
+            tvol = open_volume(str(truth)) if isinstance(truth, (str, os.PathLike)) else _as_volume(truth, None, "truth")
+            if tvol.shape != raw_vol.shape:
+                raise WorkbenchError(f"ground truth has shape {tvol.shape}, the raw volume {raw_vol.shape}",
+                                     tvol.source or None)
+            if tvol.dtype.kind not in "iub":
+                raise WorkbenchError(f"ground truth must be integer labels, got {tvol.dtype}", tvol.source or None)
+            write_ome_zarr(tvol, data, name="truth", voxel_size=raw_vol.voxel_size, labels=True, progress=progress)
+            meta["truth"] = {"source": f"{DATA_STORE}/labels/truth", "imported_from": tvol.source}
+        return meta
+
+    @classmethod
+    def open(cls, root) -> Project:
+        """Open an existing project.
+
+        Raises:
+            WorkbenchError: the folder is not a project, project.json is unreadable, or it was written
+                by a newer version.
+        """
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise WorkbenchError("no such project folder", root)
+        path = root / PROJECT_FILE
+        if not path.exists():
+            raise WorkbenchError(f"not an EM Workbench project (no {PROJECT_FILE})", root)
+        meta = _read_meta(path)
+        return cls(root, meta)
+
+    @classmethod
+    def open_or_create(cls, root, **create_kwargs) -> Project:
+        """Open the project at ``root`` if there is one, else create it with ``create_kwargs``."""
+        if (Path(root).expanduser() / PROJECT_FILE).exists():
+            return cls.open(root)
+        return cls.create(root, **create_kwargs)
+
+    @staticmethod
+    def is_project(root) -> bool:
+        return (Path(root).expanduser() / PROJECT_FILE).is_file()
+
+    # ------------------------------------------------------------------ saving
+    def _mutate(self, change) -> None:
+        """Re-read project.json, apply ``change(meta)``, write it atomically (under the project lock)."""
+        with self._lock:
+            meta = _read_meta(self.json_path) if self.json_path.exists() else self._meta
+            change(meta)
+            _atomic_write_json(self.json_path, meta)
+            self._meta = meta
+
+    def reload(self) -> None:
+        """Re-read project.json (changes made by another process)."""
+        with self._lock:
+            self._meta = _read_meta(self.json_path)
+
+    # ------------------------------------------------------------------ data
+    @property
+    def name(self) -> str:
+        return self._meta.get("name", self.root.name)
+
+    @property
+    def voxel_size(self) -> tuple[float, float, float]:
+        return tuple(float(v) for v in self._meta["raw"]["voxel_size"])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self._meta["raw"]["shape"])
+
+    @property
+    def raw(self) -> Volume:
+        """The raw image volume (lazy)."""
+        from workbench.io import open_volume
+
+        info = self._meta["raw"]
+        src = self._resolve(info["source"])
+        if not src.exists():
+            raise WorkbenchError("the project's raw data is missing (moved or deleted?)", src)
+        vol = open_volume(str(src), voxel_size=self.voxel_size)
+        if vol.shape != self.shape:
+            raise WorkbenchError(f"raw data has shape {vol.shape}, the project expects {self.shape}", src)
+        return vol
+
+    @property
+    def truth(self) -> Volume | None:
+        """Ground-truth labels when the project has them (synthetic sample, or given at creation)."""
+        from workbench.io import open_volume
+
+        path = self.truth_path
+        if path is None:
+            return None
+        return open_volume(str(path), voxel_size=self.voxel_size)
+
+    @property
+    def state(self) -> ProjectState:
+        """UI state (dict-like), saved to project.json on every set."""
+        return ProjectState(self)
+
+    @property
+    def annotations(self):
+        """The project's :class:`~workbench.annotations.store.LabelStore` (created on first use)."""
+        from workbench.annotations.store import LabelStore
+
+        with self._lock:
+            if self._annotations is None:
+                journal = self.root / JOURNAL_FILE
+                undo = self.root / UNDO_DIR
+                if (self.annotations_path).exists():
+                    self._annotations = LabelStore(self.annotations_path, journal, undo_dir=undo)
+                else:
+                    dtype = "uint8" if max((c.id for c in self.classes), default=1) <= 255 else "uint16"
+                    self._annotations = LabelStore.create(
+                        self.annotations_path, journal, self.shape, self.voxel_size, dtype=dtype,
+                        undo_dir=undo, colors={c.id: c.color for c in self.classes})
+            return self._annotations
+
+    # ------------------------------------------------------------------ classes
+    @property
+    def classes(self) -> list[LabelClass]:
+        return [LabelClass(int(c["id"]), str(c["name"]), str(c["color"])) for c in self._meta["classes"]]
+
+    def get_class(self, class_id: int) -> LabelClass:
+        for c in self.classes:
+            if c.id == class_id:
+                return c
+        raise WorkbenchError(f"no class with id {class_id} (classes: "
+                             f"{', '.join(f'{c.id} {c.name}' for c in self.classes)})", self.json_path)
+
+    def add_class(self, name: str, color=None) -> LabelClass:
+        """Add a class with the next free id; returns it."""
+        name = _check_name(name, [c.name for c in self.classes])
+        ids = [c.id for c in self.classes]
+        new_id = max(ids, default=0) + 1
+        if new_id > 65535:
+            raise WorkbenchError("too many classes (at most 65535)", self.json_path)
+        if new_id > 255 and self.annotations.dtype == np.uint8:
+            raise WorkbenchError("this project's annotations hold at most 255 classes", self.json_path)
+        color = _normalise_color(color) if color is not None else PALETTE[(new_id - 1) % len(PALETTE)]
+        cls = LabelClass(new_id, name, color)
+        self._mutate(lambda m: m["classes"].append(asdict(cls)))
+        self._sync_colors()
+        return cls
+
+    def rename_class(self, class_id: int, name: str) -> LabelClass:
+        self.get_class(class_id)
+        name = _check_name(name, [c.name for c in self.classes if c.id != class_id])
+        return self._edit_class(class_id, name=name)
+
+    def recolor_class(self, class_id: int, color) -> LabelClass:
+        self.get_class(class_id)
+        out = self._edit_class(class_id, color=_normalise_color(color))
+        self._sync_colors()
+        return out
+
+    recolour_class = recolor_class
+
+    def remove_class(self, class_id: int, erase_labels: bool = False) -> None:
+        """Remove a class. Its labelled voxels must be erased first, or pass ``erase_labels=True``.
+
+        Raises:
+            WorkbenchError: unknown id, or voxels still carry the class and ``erase_labels`` is False.
+        """
+        cls = self.get_class(class_id)
+        if len(self.classes) <= 1:
+            raise WorkbenchError("a project needs at least one class", self.json_path)
+        n = self.annotations.counts().get(class_id, 0)
+        if n and not erase_labels:
+            raise WorkbenchError(f"class {class_id} ({cls.name}) still labels {n} voxels; erase them first",
+                                 self.json_path)
+        if n:
+            self.annotations.relabel(class_id, 0)
+        self._mutate(lambda m: m.__setitem__("classes", [c for c in m["classes"] if int(c["id"]) != class_id]))
+        self._sync_colors()
+
+    def _edit_class(self, class_id, **changes) -> LabelClass:
+        def change(m):
+            for c in m["classes"]:
+                if int(c["id"]) == class_id:
+                    c.update(changes)
+
+        self._mutate(change)
+        return self.get_class(class_id)
+
+    def _sync_colors(self) -> None:
+        if self.annotations_path.exists():
+            self.annotations.set_colors({c.id: c.color for c in self.classes})
+
+    # ------------------------------------------------------------------ runs
+    def new_run_dir(self, prefix: str = "run") -> Path:
+        """Create and return a new, unique run folder ``runs/<prefix>-YYYYmmdd-HHMMSS[-n]``."""
+        prefix = _safe_name(prefix)
+        self.runs_path.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for n in range(1000):
+            path = self.runs_path / (f"{prefix}-{stamp}" + (f"-{n}" if n else ""))
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+        raise WorkbenchError("could not make a unique run folder", self.runs_path)
+
+    def runs(self) -> list[RunInfo]:
+        """Run folders, oldest first, with their config and metrics when present."""
+        if not self.runs_path.is_dir():
+            return []
+        out = []
+        for d in self.runs_path.iterdir():
+            if not d.is_dir() or d.name.startswith("."):
+                continue
+            config = None
+            if (d / "config.json").exists():
+                try:
+                    config = json.loads((d / "config.json").read_text())
+                except (OSError, json.JSONDecodeError):
+                    config = None
+            metrics = []
+            if (d / "metrics.jsonl").exists():
+                for line in (d / "metrics.jsonl").read_text().splitlines():
+                    try:
+                        metrics.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue  # a line being written
+            ckpt = d / "checkpoint.pt"
+            out.append(RunInfo(d.name, d, config, metrics, ckpt if ckpt.exists() else None, d.stat().st_mtime))
+        return sorted(out, key=lambda r: (r.created, r.id))
+
+    def __repr__(self) -> str:
+        return f"Project({self.name!r}, root={str(self.root)!r}, shape={self.shape})"
+
+
+# ---------------------------------------------------------------------- helpers
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WorkbenchError(f"project file is corrupt ({exc})", path) from exc
+    if not isinstance(meta, dict):
+        raise WorkbenchError("project file is corrupt (not a JSON object)", path)
+    schema = meta.get("schema")
+    if not isinstance(schema, int):
+        raise WorkbenchError("project file is corrupt (no schema version)", path)
+    if schema > SCHEMA_VERSION:
+        raise WorkbenchError(f"project was written by a newer EM Workbench (schema {schema} > {SCHEMA_VERSION})",
+                             path)
+    for key in ("raw", "classes"):
+        if not meta.get(key):
+            raise WorkbenchError(f"project file is corrupt (no '{key}')", path)
+    try:
+        for c in meta["classes"]:
+            int(c["id"]), str(c["name"]), str(c["color"])
+        for k in ("source", "shape", "voxel_size"):
+            meta["raw"][k]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WorkbenchError(f"project file is corrupt (bad raw or classes entry: {exc})", path) from exc
+    meta.setdefault("state", {})
+    return meta
+
+
+def _safe_name(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", str(name)).strip("-.")
+    if not s:
+        raise WorkbenchError(f"not a usable name: {name!r}")
+    return s
+
+
+def _check_name(name, taken) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise WorkbenchError("a class name cannot be empty")
+    name = name.strip()
+    if name.lower() in (t.lower() for t in taken):
+        raise WorkbenchError(f"there is already a class called {name!r}")
+    return name
+
+
+def _make_classes(classes) -> list[LabelClass]:
+    if classes is None:
+        return list(DEFAULT_CLASSES)
+    out: list[LabelClass] = []
+    for i, c in enumerate(classes, 1):
+        if isinstance(c, LabelClass):
+            item = LabelClass(int(c.id), c.name, _normalise_color(c.color))
+        elif isinstance(c, str):
+            item = LabelClass(i, c, PALETTE[(i - 1) % len(PALETTE)])
+        elif isinstance(c, dict):
+            item = LabelClass(int(c.get("id", i)), str(c["name"]),
+                              _normalise_color(c.get("color", PALETTE[(i - 1) % len(PALETTE)])))
+        else:
+            name, color = c
+            item = LabelClass(i, name, _normalise_color(color))
+        _check_name(item.name, [o.name for o in out])
+        if item.id < 1 or item.id in (o.id for o in out):
+            raise WorkbenchError(f"class ids must be unique and >= 1, got {item.id}")
+        out.append(item)
+    if not out:
+        raise WorkbenchError("a project needs at least one class")
+    return out
+
+
+def _as_volume(obj, voxel_size, name) -> Volume:
+    if isinstance(obj, Volume):
+        return obj if voxel_size is None else obj.with_voxel_size(voxel_size)
+    arr = np.asarray(obj)
+    if arr.ndim == 2:
+        arr = arr[None]
+    return Volume(arr, voxel_size=voxel_size or (1.0, 1.0, 1.0), name=name, source="")
+
+
+def _sample_truth(data: Path) -> Volume:
+    """Membrane (1) / interior (2) ground truth, matching the default classes, from the sample's semantics."""
+    import dask.array as da
+
+    from workbench.io import open_volume
+
+    sem = open_volume(str(data / "labels" / "semantic"))
+    d = sem.to_dask()
+    truth = da.where(d == 1, np.uint8(1), np.uint8(2)).astype(np.uint8)
+    return Volume(truth, voxel_size=sem.voxel_size, name="truth", source=f"{DATA_STORE}/labels/semantic")
