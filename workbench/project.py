@@ -596,12 +596,16 @@ def _as_volume(obj, voxel_size, name) -> Volume:
 
 
 def _sample_truth(data: Path) -> Volume:
-    """Membrane (1) / interior (2) ground truth, matching the default classes, from the sample's semantics."""
+    """Membrane (1) / interior (2) ground truth, matching the default classes, from the sample's semantics.
+
+    Synaptic clefts are thickened membranes, so they count as membrane.
+    """
     import dask.array as da
 
     from workbench.io import open_volume
+    from workbench.synthetic.classes import CLEFT, MEMBRANE
 
     sem = open_volume(str(data / "labels" / "semantic"))
     d = sem.to_dask()
-    truth = da.where(d == 1, np.uint8(1), np.uint8(2)).astype(np.uint8)
+    truth = da.where((d == MEMBRANE) | (d == CLEFT), np.uint8(1), np.uint8(2)).astype(np.uint8)
     return Volume(truth, voxel_size=sem.voxel_size, name="truth", source=f"{DATA_STORE}/labels/semantic")
