@@ -1,0 +1,165 @@
+"""Instance segmentation: components, watershed, affinity agglomeration, blockwise consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.draw import ellipsoid
+from skimage.metrics import adapted_rand_error, variation_of_information
+from skimage.segmentation import find_boundaries
+
+from workbench.errors import WorkbenchError
+from workbench.segmentation import (
+    affinity_agglomeration,
+    connected_components,
+    label_blockwise,
+    make_seeds,
+    seeded_watershed,
+    segment,
+    watershed_blockwise,
+)
+
+
+def same_partition(a, b) -> bool:
+    """Equal up to the numbering (0 stays 0)."""
+    if not np.array_equal(a == 0, b == 0):
+        return False
+    split, merge = variation_of_information(a, b)
+    return split < 1e-9 and merge < 1e-9
+
+
+@pytest.fixture
+def blobs(rng):
+    return ndi.gaussian_filter(rng.random((20, 36, 40)), 2) > 0.5
+
+
+@pytest.fixture
+def cells():
+    """Truth with touching objects and its boundary map."""
+    truth = np.zeros((8, 48, 48), np.uint32)
+    truth[:, :24, :24] = 1
+    truth[:, :24, 24:] = 2
+    truth[:, 24:, :30] = 3
+    truth[:, 24:, 30:] = 4
+    boundary = ndi.gaussian_filter(find_boundaries(truth, mode="inner").astype(np.float32), (0, 1, 1)) * 3
+    return truth, np.clip(boundary, 0, 1)
+
+
+def test_connected_components_and_size_filter(blobs):
+    labels = connected_components(blobs.astype(np.float32), threshold=0.5)
+    ref, n = ndi.label(blobs)
+    assert labels.dtype == np.uint32 and labels.max() == n and same_partition(labels, ref)
+    sizes = np.bincount(ref.ravel())[1:]
+    big = connected_components(blobs, min_size=int(np.median(sizes)) + 1)
+    assert big.max() == int(np.sum(sizes >= np.median(sizes) + 1))
+    assert set(np.unique(big)) == set(range(big.max() + 1))  # consecutive ids
+
+
+@pytest.mark.parametrize("block", [(7, 8, 9), (20, 5, 40), (3, 36, 4)])
+def test_blockwise_components_equal_in_memory(blobs, block):
+    ref = connected_components(blobs, min_size=4)
+    out = np.zeros(blobs.shape, np.uint32)
+    n = label_blockwise(lambda b: blobs[b.slices], blobs.shape, out, block, min_size=4)
+    assert n == ref.max()
+    assert same_partition(out, ref)
+
+
+def test_blockwise_components_on_zarr(tmp_path, blobs):
+    import zarr
+
+    out = zarr.create_array(str(tmp_path / "l.zarr"), shape=blobs.shape, chunks=(5, 12, 10), dtype="uint32")
+    label_blockwise(lambda b: blobs[b.slices], blobs.shape, out, (5, 12, 10))
+    assert same_partition(out[...], connected_components(blobs))
+
+
+def test_seeded_watershed_recovers_cells(cells):
+    truth, boundary = cells
+    seg = seeded_watershed(boundary, threshold=0.3)
+    assert seg.max() == 4 and adapted_rand_error(truth, seg)[0] < 0.05
+    # distance-transform seeds
+    seeds = make_seeds(boundary, 0.3, method="distance", min_distance=10)
+    assert seeds.max() >= 4
+    seg2 = seeded_watershed(boundary, seeds=seeds)
+    split, merge = variation_of_information(truth, seg2)
+    assert merge < 0.05  # never fuses two cells
+    with pytest.raises(ValueError):
+        make_seeds(boundary, method="nope")
+
+
+def test_blockwise_watershed_keeps_ids_across_blocks(cells):
+    truth, boundary = cells
+    out = np.zeros(truth.shape, np.uint32)
+    seeds = np.zeros(truth.shape, np.uint32)
+    n = watershed_blockwise(lambda b: boundary[b.slices], truth.shape, out, seeds, (4, 16, 16), threshold=0.3,
+                            halo=(2, 16, 16))
+    assert n == 4 and len(np.unique(out)) == 4
+    in_memory = seeded_watershed(boundary, threshold=0.3)
+    assert adapted_rand_error(in_memory, out)[0] < 0.01
+    for cell in range(1, 5):  # one id per cell, across blocks
+        ids, counts = np.unique(out[truth == cell], return_counts=True)
+        assert counts.max() > 0.9 * counts.sum()
+
+
+def _affinities(truth, rng, noise=0.05):
+    affs = []
+    for axis in range(3):
+        same = np.ones(truth.shape, np.float32)
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis] = slice(1, None)
+        hi[axis] = slice(None, -1)
+        same[tuple(lo)] = truth[tuple(lo)] == truth[tuple(hi)]
+        affs.append(same)
+    affs = np.stack(affs) * 0.9 + 0.05
+    return np.clip(affs + rng.normal(0, noise, affs.shape), 0, 1).astype(np.float32)
+
+
+def test_affinity_agglomeration(cells, rng):
+    truth, _ = cells
+    affs = _affinities(truth, rng)
+    seg = affinity_agglomeration(affs, threshold=0.5)
+    assert seg.max() == 4 and adapted_rand_error(truth, seg)[0] < 0.05
+    # a high threshold keeps the over-segmentation (fragments), a low one merges everything
+    assert affinity_agglomeration(affs, threshold=0.0).max() == 1
+    assert segment(affs, "affinity", threshold=0.5).max() == 4
+
+
+def test_segment_dispatch_and_errors(blobs, cells):
+    truth, boundary = cells
+    assert segment(blobs.astype(np.float32), "cc").max() == ndi.label(blobs)[1]
+    assert segment(boundary, "watershed", threshold=0.3).max() == 4
+    with pytest.raises(WorkbenchError, match="unknown"):
+        segment(boundary, "magic")
+    with pytest.raises(ValueError):
+        affinity_agglomeration(np.zeros((5, 4, 4, 4)))
+
+
+def test_blockwise_components_on_ellipsoids():
+    """Objects crossing several block corners get one id."""
+    e = ellipsoid(6, 9, 9)
+    mask = np.zeros((20, 30, 30), bool)
+    mask[3:3 + e.shape[0], 5:5 + e.shape[1], 5:5 + e.shape[2]] = e
+    out = np.zeros(mask.shape, np.uint32)
+    assert label_blockwise(lambda b: mask[b.slices], mask.shape, out, (4, 6, 6)) == 1
+    assert np.array_equal(out > 0, mask)
+
+
+def test_affinities_of_a_2d_model_are_segmented_per_slice(cells, rng):
+    truth, _ = cells
+    affs = _affinities(truth, rng)[1:]  # y and x only
+    seg = affinity_agglomeration(affs, threshold=0.5)
+    assert len(np.unique(seg[0])) == 4  # four cells per slice
+    assert adapted_rand_error(truth[0], seg[0])[0] < 0.05
+    # no z links: new ids per slice (noise may fuse or lose a cell in a slice or two)
+    assert len(np.unique(seg)) >= 4 * truth.shape[0] - 2
+    assert np.mean([adapted_rand_error(truth[z], seg[z])[0] for z in range(truth.shape[0])]) < 0.1
+
+
+def test_affinity_channel_names():
+    from workbench.segmentation.run import nearest_affinity_channels
+
+    names = ["affinity (0, 0, -1)", "affinity (-1, 0, 0)", "affinity (0, -1, 0)", "affinity (0, -9, 0)"]
+    assert nearest_affinity_channels(names) == ([1, 2, 0], [0, 1, 2])
+    assert nearest_affinity_channels(["affinity (0, -1, 0)", "affinity (0, 0, -1)"]) == ([0, 1], [1, 2])
+    assert nearest_affinity_channels(["class 1"]) == ([], [])

@@ -1,0 +1,54 @@
+"""``workbench segment``: instances from a stored prediction (blockwise) into an OME-Zarr label image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "segment"
+HELP = "instance segmentation of a prediction: connected components, seeded watershed or affinity agglomeration"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pred", metavar="PRED.zarr", help="prediction written by 'workbench predict'")
+    parser.add_argument("--out", required=True, metavar="SEG.zarr", help="OME-Zarr label image to write")
+    parser.add_argument("--method", choices=("cc", "watershed", "affinity"), default="cc",
+                        help="cc: components of channel > threshold; watershed: flood the boundary channel "
+                             "from interior seeds (< threshold); affinity: agglomerate channels N..N+2")
+    parser.add_argument("--channel", type=int, default=0, metavar="N", help="channel to use (default 0)")
+    parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="threshold (default 0.5)")
+    parser.add_argument("--min-size", type=int, default=0, metavar="N", help="remove objects smaller than N voxels")
+    parser.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
+                        help="block shape (default: the prediction's chunks)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from workbench.errors import WorkbenchError
+    from workbench.segmentation import segment_prediction
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise WorkbenchError(f"--threshold must be in [0, 1], got {args.threshold}")
+    bar = None
+
+    def progress(done, total):
+        nonlocal bar
+        if bar is None:  # created at the first block, so input errors print one line only
+            bar = tqdm(desc="segment", unit="block", total=total, file=sys.stderr, disable=args.no_progress,
+                       dynamic_ncols=True)
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        out = segment_prediction(args.pred, args.out, method=args.method, channel=args.channel,
+                                 threshold=args.threshold, min_size=args.min_size, block_shape=args.block,
+                                 overwrite=args.overwrite, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"wrote {out}")
+    return 0

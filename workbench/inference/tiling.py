@@ -1,0 +1,121 @@
+"""Predict one region with a :class:`~workbench.inference.Predictor`: tiles, cross-fade blending, TTA.
+
+How blocks, halos and blending fit together
+-------------------------------------------
+A *block* is one output chunk (its *core*). It is read grown by the predictor's halo (clipped at the
+volume border, never padded, so a block at the border sees exactly what a whole-volume prediction sees),
+predicted, and only its core is written. Core voxels are at least ``halo`` voxels away from the read
+edge, so a predictor whose receptive field fits in the halo gives the same values as a whole-volume
+prediction: blocks are independent and their writes never overlap.
+
+Inside the read region the predictor runs on *tiles* (at most ``tile_shape`` voxels, to bound the
+network's memory). Neighbouring tiles overlap by ``2 * halo``; along an inner tile edge the first
+``halo / 2`` voxels get weight 0 (too little context), the next ``halo`` voxels a cos² ramp whose
+complement is the neighbour's ramp (weights sum to one), the rest weight 1. Region edges (block read
+edges or volume borders) are never ramped. A read region that fits in one tile is predicted in one call
+and needs no blending at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from workbench.geometry import Box, tile_starts
+
+#: Yx rotations/flips of test-time augmentation: (number of 90° rotations, flip x).
+TTA_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
+
+
+def effective_halo(predictor) -> tuple[int, int, int]:
+    """The predictor's halo (z, y, x); z is 0 for 2D predictors (applied slice by slice)."""
+    halo = tuple(int(h) for h in getattr(predictor, "halo", (0, 0, 0)))
+    if len(halo) == 2:
+        halo = (0, *halo)
+    if int(getattr(predictor, "spatial_dims", 3)) == 2:
+        halo = (0, halo[1], halo[2])
+    return halo  # type: ignore[return-value]
+
+
+def ramp_weights(length: int, halo: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
+    """1D blending weights of one tile (see the module docstring)."""
+    w = np.ones(length, dtype=np.float32)
+    if halo <= 0:
+        return w
+    pos = np.arange(length, dtype=np.float64) + 0.5
+    t = np.clip((pos - halo / 2) / halo, 0.0, 1.0)
+    up = np.sin(0.5 * np.pi * t) ** 2
+    if ramp_start:
+        w *= up.astype(np.float32)
+    if ramp_end:
+        w *= up[::-1].astype(np.float32)
+    return w
+
+
+def _predict_tta(predictor, block: np.ndarray, tta: bool) -> np.ndarray:
+    if not tta:
+        return np.asarray(predictor.predict(block), dtype=np.float32)
+    acc = None
+    for k, flip in TTA_TRANSFORMS:
+        x = np.rot90(block, k, axes=(1, 2))
+        if flip:
+            x = x[:, :, ::-1]
+        y = np.asarray(predictor.predict(np.ascontiguousarray(x)), dtype=np.float32)
+        if flip:
+            y = y[..., ::-1]
+        y = np.rot90(y, -k, axes=(2, 3))
+        acc = y.copy() if acc is None else acc + y
+    return acc / len(TTA_TRANSFORMS)
+
+
+def predict_region(
+    predictor,
+    data: np.ndarray,
+    tile_shape: Sequence[int] | None = None,
+    tta: bool = False,
+) -> np.ndarray:
+    """Predict a whole in-memory region, tiled and blended when larger than ``tile_shape``.
+
+    Args:
+        predictor: a Predictor (``predict(block) -> (C, z, y, x) float32``, ``halo``, ``spatial_dims``).
+        data: raw region (z, y, x).
+        tile_shape: the largest block given to the predictor at once (default: the whole region).
+            For 2D predictors the z extent is the number of slices batched per call.
+        tta: average over the 8 yx rotations/flips.
+
+    Returns:
+        float32 array (out_channels, z, y, x).
+    """
+    shape = tuple(int(s) for s in data.shape)
+    halo = effective_halo(predictor)
+    tile = shape if tile_shape is None else tuple(min(int(t), s) for t, s in zip(tile_shape, shape))
+    if tile == shape:
+        return _predict_tta(predictor, data, tta)
+    for t, s, h in zip(tile, shape, halo):
+        if t < s and t < 4 * h:
+            raise ValueError(f"tile shape {tile} must be at least 4x the halo {halo} where it splits the region")
+    # axes with a halo: overlapping tiles of equal size (the last one moved back); axes without one
+    # (z of 2D predictors): back-to-back tiles, the last one shorter, so no slice is computed twice
+    axes = [
+        [(o, t) for o in tile_starts(s, t, 2 * h)] if h > 0 else [(o, min(t, s - o)) for o in range(0, s, t)]
+        for s, t, h in zip(shape, tile, halo)
+    ]
+    out = None
+    weight_sum = np.zeros(shape, dtype=np.float32)
+    for parts in itertools.product(*axes):
+        origin = tuple(o for o, _ in parts)
+        box = Box(origin, tuple(t for _, t in parts))
+        pred = _predict_tta(predictor, data[box.slices], tta)
+        if out is None:
+            out = np.zeros((pred.shape[0], *shape), dtype=np.float32)
+        ws = [
+            ramp_weights(t, h, o > 0, o + t < s)
+            for t, h, o, s in zip(box.shape, halo, origin, shape)
+        ]
+        w = ws[0][:, None, None] * ws[1][None, :, None] * ws[2][None, None, :]
+        out[(slice(None), *box.slices)] += pred * w
+        weight_sum[box.slices] += w
+    out /= weight_sum
+    return out
