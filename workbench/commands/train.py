@@ -1,0 +1,85 @@
+"""``workbench train``: train an architecture on sparse labels and write a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+NAME = "train"
+HELP = "train a model on a raw volume and sparse labels (0 = unlabelled) and write a run directory"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--raw", required=True, metavar="SRC", help="raw volume (file, folder, file.h5:/dataset, store.zarr/array)")
+    parser.add_argument("--labels", required=True, metavar="SRC", help="labels of the same shape: 0 = unlabelled, 1..K = classes (or instance ids)")
+    parser.add_argument("--arch", required=True, metavar="NAME", help="architecture: unet2d, unet3d, residual-unet3d or forest")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory for config.json, metrics.jsonl, checkpoint.pt")
+    stop = parser.add_mutually_exclusive_group()
+    stop.add_argument("--minutes", type=float, metavar="M", help="train for M minutes")
+    stop.add_argument("--iterations", type=int, metavar="N", help="train for N iterations (default 500)")
+    parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (default auto)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--target", default="semantic", choices=("semantic", "boundaries", "affinities"),
+                        help="semantic classes, or boundaries / affinities from instance labels")
+    parser.add_argument("--patch", nargs=3, type=int, metavar=("Z", "Y", "X"), help="patch shape (default: per architecture)")
+    parser.add_argument("--batch", type=int, default=4, metavar="N", help="patches per batch (default 4)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    parser.add_argument("--val-slices", nargs="+", type=int, default=[], metavar="Z", help="hold out these z slices for validation")
+    parser.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                        help="hold out this fraction of labelled strokes (connected components) for validation")
+    parser.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from workbench.errors import WorkbenchError
+    from workbench.io import open_labels, open_volume
+    from workbench.models import get_architecture
+    from workbench.training import AugmentConfig, TrainConfig, Trainer
+
+    info = get_architecture(args.arch)  # unknown name: a clear message before anything is read
+    if args.batch < 1:
+        raise WorkbenchError(f"--batch must be positive, got {args.batch}")
+    raw = open_volume(args.raw)
+    labels = open_labels(args.labels)
+    if labels.shape != raw.shape:
+        raise WorkbenchError(f"labels shape {labels.shape} differs from raw shape {raw.shape}", args.labels)
+    config = TrainConfig(
+        arch=args.arch,
+        target=args.target,
+        patch_shape=list(args.patch) if args.patch else None,
+        batch_size=args.batch,
+        iterations=args.iterations if args.iterations is not None else (None if args.minutes else 500),
+        minutes=args.minutes,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        val_slices=list(args.val_slices),
+        val_fraction=args.val_fraction,
+        augment=AugmentConfig.none() if args.no_augment else AugmentConfig(),
+    )
+    t0 = time.perf_counter()
+    trainer = Trainer(config, raw, labels, args.out, resume=args.resume)  # bad input fails here, before the bar
+    total = 1 if info.kind == "forest" else config.iterations
+    bar = tqdm(total=total, initial=trainer.start_iteration, desc=f"train {args.arch}", unit="it",
+               disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
+    trainer.progress = bar
+    try:
+        last = trainer.run() or {}
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    parts = [f"trained {args.arch} ({config.target}: {', '.join(trainer.task.channel_names)})",
+             f"{trainer.iteration} iterations in {seconds:.1f} s"]
+    if "loss" in last:
+        parts.append(f"loss {last['loss']:.4f}")
+    for key in ("val_loss", "val_accuracy", "val_f1", "train_accuracy"):
+        if key in last:
+            parts.append(f"{key.replace('_', ' ')} {last[key]:.3f}")
+    parts.append(f"-> {args.out}")
+    print("; ".join(parts))
+    return 0

@@ -1,0 +1,8 @@
+"""Training on sparse labels: targets, masked losses, patch sampling, augmentation, the Trainer, and
+``load_run`` which turns a finished run into a Predictor."""
+
+from workbench.training.config import AugmentConfig, TrainConfig
+from workbench.training.predictor import load_run
+from workbench.training.trainer import Trainer
+
+__all__ = ["AugmentConfig", "TrainConfig", "Trainer", "load_run"]

@@ -1,0 +1,152 @@
+"""``TrainConfig``: everything that defines a training run, saved as ``config.json`` in the run dir."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+
+TARGETS = ("semantic", "boundaries", "affinities")
+SCHEDULES = ("cosine", "constant")
+#: nearest-neighbour and long-range offsets (z, y, x) for affinities (2D models use the ones with z = 0)
+DEFAULT_OFFSETS_3D = [[-1, 0, 0], [0, -1, 0], [0, 0, -1], [-2, 0, 0], [0, -9, 0], [0, 0, -9]]
+DEFAULT_OFFSETS_2D = [[0, -1, 0], [0, 0, -1], [0, -9, 0], [0, 0, -9]]
+
+
+@dataclass
+class AugmentConfig:
+    """On-the-fly augmentation; each probability is per patch."""
+
+    flips: bool = True
+    rotate90: bool = True
+    elastic: float = 0.3  # probability of a smooth elastic deformation
+    elastic_strength: float = 4.0  # maximum displacement in pixels
+    gamma: float = 0.3
+    contrast: float = 0.3
+    noise: float = 0.3
+    blur: float = 0.2
+    missing_section: float = 0.1  # 3D patches only: a slice replaced by its mean
+    misalignment: float = 0.1  # 3D patches only: slices from a random z on shifted in y, x
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        return cls(False, False, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+@dataclass
+class TrainConfig:
+    """A training run, reproducible from this alone (plus the data).
+
+    Attributes:
+        arch: registered architecture name; ``arch_options`` overrides its defaults.
+        target: ``semantic`` (classes 1..K of sparse labels), ``boundaries`` or ``affinities`` (instance labels).
+        classes: class names for ``semantic`` (empty: ``class 1..K`` from the labels).
+        patch_shape: (z, y, x) or None for the architecture default clipped to the volume.
+        iterations / minutes: stop after whichever is reached first (at least one must be set).
+        val_slices: z indices held out for validation; ``val_fraction``: fraction of labelled connected
+            components (strokes) held out instead. Both empty: no validation.
+        checkpoint_seconds: checkpoint interval; a checkpoint is always written at the end.
+    """
+
+    arch: str = "unet2d"
+    arch_options: dict = field(default_factory=dict)
+    target: str = "semantic"
+    classes: list[str] = field(default_factory=list)
+    offsets: list[list[int]] | None = None
+    patch_shape: list[int] | None = None
+    batch_size: int = 4
+    iterations: int | None = 500
+    minutes: float | None = None
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup: int = 20
+    seed: int = 0
+    device: str = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    val_slices: list[int] = field(default_factory=list)
+    val_fraction: float = 0.0
+    val_every: int = 50
+    log_every: int = 10
+    checkpoint_seconds: float = 60.0
+    prefetch: int = 2
+    normalize_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
+    # learning from the unlabelled voxels of sparse labels (workbench/training/semisupervised.py):
+    # "mean-teacher" (default) or "none"; semi_options override SemiSupervisedConfig fields
+    semi_supervised: str = "mean-teacher"
+    semi_options: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise ``WorkbenchError`` for values that cannot work."""
+        from workbench.models import get_architecture
+
+        info = get_architecture(self.arch)
+        info.options(**self.arch_options)
+        if self.target not in TARGETS:
+            raise WorkbenchError(f"unknown target {self.target!r}; choose one of {', '.join(TARGETS)}")
+        if info.kind == "forest" and self.target == "affinities":
+            raise WorkbenchError("the random forest predicts classes; use target semantic or boundaries")
+        if self.schedule not in SCHEDULES:
+            raise WorkbenchError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.optimizer.lower() != "adamw":
+            raise WorkbenchError(f"unknown optimizer {self.optimizer!r}; only adamw is available")
+        if self.iterations is None and self.minutes is None:
+            raise WorkbenchError("set iterations or minutes (or both) to say when training stops")
+        if self.iterations is not None and self.iterations < 1:
+            raise WorkbenchError(f"iterations must be positive, got {self.iterations}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise WorkbenchError(f"minutes must be positive, got {self.minutes}")
+        if self.batch_size < 1:
+            raise WorkbenchError(f"batch size must be positive, got {self.batch_size}")
+        if self.patch_shape is not None:
+            if len(self.patch_shape) != 3 or min(self.patch_shape) < 1:
+                raise WorkbenchError(f"patch shape must be three positive numbers (z, y, x), got {self.patch_shape}")
+            if info.dims == 2 and self.patch_shape[0] != 1:
+                raise WorkbenchError(f"{self.arch} is a 2D architecture: the patch z size must be 1, got {self.patch_shape[0]}")
+        from workbench.training.semisupervised import SEMI_SUPERVISED, SemiSupervisedConfig
+
+        if self.semi_supervised not in SEMI_SUPERVISED:
+            raise WorkbenchError(f"unknown semi_supervised {self.semi_supervised!r}; choose one of {', '.join(SEMI_SUPERVISED)}")
+        bad = sorted(set(self.semi_options) - set(SemiSupervisedConfig.__dataclass_fields__))
+        if bad:
+            raise WorkbenchError(f"unknown semi_options {bad}; valid: {', '.join(SemiSupervisedConfig.__dataclass_fields__)}")
+        if not 0 <= self.val_fraction < 1:
+            raise WorkbenchError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        aug = data.get("augment")
+        if isinstance(aug, dict):
+            aug_known = {f.name for f in fields(AugmentConfig)}
+            data["augment"] = AugmentConfig(**{k: v for k, v in aug.items() if k in aug_known})
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON (atomically)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise WorkbenchError("no config.json: not a training run directory", path.parent) from None
+        except (json.JSONDecodeError, TypeError) as err:
+            raise WorkbenchError(f"unreadable training config ({err})", path) from None
+
+    def effective_offsets(self, dims: int) -> list[list[int]]:
+        if self.offsets:
+            return [list(map(int, o)) for o in self.offsets]
+        return [list(o) for o in (DEFAULT_OFFSETS_2D if dims == 2 else DEFAULT_OFFSETS_3D)]

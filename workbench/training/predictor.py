@@ -1,0 +1,130 @@
+"""``load_run``: a trained run as a :class:`Predictor` (raw block in, probabilities out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from workbench.errors import WorkbenchError
+from workbench.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from workbench.training.config import TrainConfig
+from workbench.training.data import normalise
+
+#: 2D models run on batches of slices of about this many pixels
+SLICE_BATCH_PIXELS = 2_000_000
+
+
+class _PredictorBase:
+    """Shared attributes: ``spatial_dims``, ``out_channels``, ``channel_names``, ``halo``, ``config``."""
+
+    def __init__(self, run_dir: Path, config: TrainConfig, state: dict, info):
+        self.run_dir = Path(run_dir)
+        self.config = config
+        self.arch = info.name
+        self.info = info
+        self.spatial_dims = info.dims
+        self.channel_names = list(state["channel_names"])
+        self.out_channels = len(self.channel_names)
+        self.target = state.get("target", "semantic")
+        self.activation = "sigmoid" if self.target == "affinities" else "softmax"
+        self.normalisation = dict(state["normalisation"])
+        self.iteration = int(state.get("iteration", 0))
+        self.halo = info.halo(**state.get("arch_options", config.arch_options))
+        if self.spatial_dims == 2:
+            self.halo = (0, *self.halo[1:])
+
+    def _check(self, block) -> np.ndarray:
+        block = np.asarray(block)
+        if block.ndim == 2:
+            block = block[None]
+        if block.ndim != 3:
+            raise WorkbenchError(f"predict expects a (z, y, x) block, got shape {block.shape}")
+        return block
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.arch}, {self.target}: {', '.join(self.channel_names)}; "
+                f"iteration {self.iteration}; halo {self.halo})")
+
+
+class TorchPredictor(_PredictorBase):
+    """A trained network: ``predict(block)`` -> float32 (C, z, y, x) probabilities."""
+
+    def __init__(self, run_dir, config, state, info, device):
+        import torch
+
+        super().__init__(run_dir, config, state, info)
+        self.device = device
+        model = info.build(1, self.out_channels, **state.get("arch_options", config.arch_options))
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError) as err:
+            raise WorkbenchError(
+                f"checkpoint does not fit architecture {info.name!r} ({str(err).splitlines()[0][:100]})",
+                Path(run_dir) / CHECKPOINT_NAME) from None
+        self.memory_format = torch.channels_last if info.dims == 2 else torch.channels_last_3d
+        self.model = model.to(device=device, memory_format=self.memory_format).eval()
+
+    def _activate(self, logits):
+        return logits.sigmoid() if self.activation == "sigmoid" else logits.softmax(1)
+
+    def predict(self, block) -> np.ndarray:
+        """Raw block (z, y, x) in the raw dtype -> float32 (out_channels, z, y, x)."""
+        import torch
+
+        block = self._check(block)
+        x = torch.from_numpy(normalise(block, self.normalisation))
+        out = np.empty((self.out_channels, *block.shape), np.float32)
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            if self.spatial_dims == 2:
+                step = max(1, SLICE_BATCH_PIXELS // max(1, block.shape[1] * block.shape[2]))
+                for z0 in range(0, block.shape[0], step):
+                    xb = x[z0 : z0 + step, None].to(self.device).contiguous(memory_format=self.memory_format)
+                    p = self._activate(self.model(xb).float())  # (n, C, y, x)
+                    out[:, z0 : z0 + step] = p.movedim(1, 0).cpu().numpy()
+            else:
+                xb = x[None, None].to(self.device).contiguous(memory_format=self.memory_format)
+                out[:] = self._activate(self.model(xb).float())[0].cpu().numpy()
+        return out
+
+
+class ForestPredictor(_PredictorBase):
+    """A trained random forest, applied slice by slice."""
+
+    def __init__(self, run_dir, config, state, info):
+        super().__init__(run_dir, config, state, info)
+        self.model = info.build(1, self.out_channels, **state.get("arch_options", config.arch_options))
+        self.model.load_state_dict(state["forest"])
+
+    def predict(self, block) -> np.ndarray:
+        block = self._check(block)
+        x = normalise(block, self.normalisation)
+        return np.stack([self.model.predict_slice(s) for s in x], axis=1)
+
+
+def load_run(run_dir, device: str = "auto"):
+    """Rebuild the model of a training run from ``config.json`` and ``checkpoint.pt``.
+
+    Returns:
+        a Predictor (``spatial_dims``, ``out_channels``, ``channel_names``, ``halo``, ``predict(block)``).
+
+    Raises:
+        WorkbenchError: not a run directory, no checkpoint yet, or a checkpoint of another architecture.
+    """
+    from workbench.models import get_architecture
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise WorkbenchError("no such run directory", run_dir)
+    config = TrainConfig.load(run_dir / "config.json")
+    info = get_architecture(config.arch)
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    if state.get("arch") != config.arch:
+        raise WorkbenchError(
+            f"checkpoint is from architecture {state.get('arch')!r} but config.json says {config.arch!r}",
+            run_dir / CHECKPOINT_NAME)
+    if info.kind == "forest":
+        return ForestPredictor(run_dir, config, state, info)
+    from workbench.device import pick_device
+
+    return TorchPredictor(run_dir, config, state, info, pick_device(device))

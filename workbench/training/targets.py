@@ -1,0 +1,139 @@
+"""Training targets made from label patches, on torch tensors of shape (B, Z, Y, X).
+
+Every target comes with a mask: 1 where the loss may look, 0 where the labels say nothing.
+
+- ``semantic``: sparse labels 1..K become class indices 0..K-1; 0 (unlabelled) is ignored.
+- ``boundaries``: from instance labels, a labelled voxel is ``boundary`` when an xy neighbour has another
+  id (including 0), else ``interior``; 0 is ignored.
+- ``affinities``: for each offset (dz, dy, dx), 1 where a voxel and the voxel at the offset carry the same
+  id; valid only where both voxels are labelled (> 0) and inside the patch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IGNORE_INDEX = -100
+
+
+def semantic_target(labels):
+    """labels (B, Z, Y, X) ints -> (class indices with ``IGNORE_INDEX`` where unlabelled, float mask)."""
+    import torch
+
+    labels = labels.long()
+    mask = labels > 0
+    target = torch.where(mask, labels - 1, torch.full_like(labels, IGNORE_INDEX))
+    return target, mask.float()
+
+
+def _shifted_pairs(shape, offset):
+    """Slices (a, b) so that ``x[a]`` and ``x[b]`` are voxel pairs ``v`` and ``v + offset`` on the last axes."""
+    a, b = [], []
+    for size, o in zip(shape, offset):
+        o = int(o)
+        if abs(o) >= size:
+            return None
+        if o >= 0:
+            a.append(slice(0, size - o))
+            b.append(slice(o, size))
+        else:
+            a.append(slice(-o, size))
+            b.append(slice(0, size + o))
+    return tuple(a), tuple(b)
+
+
+def boundary_map(labels):
+    """Bool (B, Z, Y, X): labelled voxels with an xy neighbour of another id."""
+    import torch
+
+    boundary = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
+    spatial = labels.shape[-3:]
+    for offset in ((0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+        pairs = _shifted_pairs(spatial, offset)
+        if pairs is None:
+            continue
+        a, b = pairs
+        diff = labels[(Ellipsis, *a)] != labels[(Ellipsis, *b)]
+        boundary[(Ellipsis, *a)] |= diff
+    return boundary & (labels > 0)
+
+
+def boundary_target(labels):
+    """labels (B, Z, Y, X) instance ids -> (0 interior / 1 boundary, ``IGNORE_INDEX`` where 0; float mask)."""
+    import torch
+
+    labels = labels.long()
+    mask = labels > 0
+    target = boundary_map(labels).long()
+    target = torch.where(mask, target, torch.full_like(target, IGNORE_INDEX))
+    return target, mask.float()
+
+
+def affinity_target(labels, offsets):
+    """labels (B, Z, Y, X) instance ids -> (affinities float (B, C, Z, Y, X), mask float (B, C, Z, Y, X))."""
+    import torch
+
+    labels = labels.long()
+    shape = (labels.shape[0], len(offsets), *labels.shape[1:])
+    aff = torch.zeros(shape, dtype=torch.float32, device=labels.device)
+    mask = torch.zeros(shape, dtype=torch.float32, device=labels.device)
+    for c, offset in enumerate(offsets):
+        pairs = _shifted_pairs(labels.shape[-3:], offset)
+        if pairs is None:
+            continue  # offset longer than the patch: no valid pair
+        a, b = pairs
+        la, lb = labels[(Ellipsis, *a)], labels[(Ellipsis, *b)]
+        both = (la > 0) & (lb > 0)
+        aff[(slice(None), c, *a)] = ((la == lb) & both).float()
+        mask[(slice(None), c, *a)] = both.float()
+    return aff, mask
+
+
+@dataclass
+class Task:
+    """A target kind with its output channels and activation.
+
+    Attributes:
+        kind: ``semantic``, ``boundaries`` or ``affinities``.
+        channel_names: one name per output channel.
+        offsets: affinity offsets (z, y, x), only for ``affinities``.
+    """
+
+    kind: str
+    channel_names: list[str]
+    offsets: list[list[int]] | None = None
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.channel_names)
+
+    @property
+    def activation(self) -> str:
+        """``softmax`` over classes, or ``sigmoid`` per affinity channel."""
+        return "sigmoid" if self.kind == "affinities" else "softmax"
+
+    def make(self, labels):
+        """(target, mask) for a label batch (B, Z, Y, X)."""
+        if self.kind == "semantic":
+            return semantic_target(labels)
+        if self.kind == "boundaries":
+            return boundary_target(labels)
+        return affinity_target(labels, self.offsets)
+
+    def loss(self, logits, target, mask):
+        from workbench.training.losses import masked_bce_dice, masked_ce_dice
+
+        if self.activation == "softmax":
+            return masked_ce_dice(logits, target)
+        return masked_bce_dice(logits, target, mask)
+
+    @staticmethod
+    def for_config(kind: str, class_names: list[str], dims: int, offsets: list[list[int]]) -> Task:
+        if kind == "semantic":
+            return Task("semantic", list(class_names))
+        if kind == "boundaries":
+            return Task("boundaries", ["interior", "boundary"])
+        if dims == 2:
+            offsets = [o for o in offsets if o[0] == 0]
+        names = [f"affinity {tuple(o)}" for o in offsets]
+        return Task("affinities", names, [list(o) for o in offsets])
