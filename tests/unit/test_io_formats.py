@@ -264,3 +264,23 @@ def test_labels_take_image_voxel_size(tmp_path, rng):
     tifffile.imwrite(tmp_path / "l.tif", lab, photometric="minisblack")
     raw = Volume(np.zeros((4, 5, 6), np.uint8), (50, 4, 4))
     assert open_labels(tmp_path / "l.tif", like=raw).voxel_size == (50.0, 4.0, 4.0)
+
+
+def test_region_suffix_selects_a_box_lazily(tmp_path):
+    import tifffile
+
+    from workbench.errors import WorkbenchError
+    from workbench.io import open_volume
+
+    arr = np.arange(6 * 8 * 10, dtype=np.uint16).reshape(6, 8, 10)
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, arr)
+    vol = open_volume(f"{path}[1:4, 2:, :-3]")
+    assert vol.shape == (3, 6, 7)
+    np.testing.assert_array_equal(vol.read(), arr[1:4, 2:, :-3])
+    np.testing.assert_array_equal(vol[1, 0:2, 5], arr[2, 2:4, 5])
+    assert open_volume(f"{path}[2]").shape == (1, 8, 10)
+    assert open_volume(f"{path}[0:2]").shape == (2, 8, 10)
+    for bad in ("[4:2]", "[a:b]", "[0:1, 0:1, 0:1, 0:1]", "[0:5:2]"):
+        with pytest.raises(WorkbenchError, match="region"):
+            open_volume(f"{path}{bad}")

@@ -6,10 +6,10 @@ import ast
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 UI_MODULES = {"ipywidgets", "IPython", "holoviews", "panel", "bokeh", "voila", "jupyter_bokeh", "widgets"}

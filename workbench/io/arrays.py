@@ -222,3 +222,24 @@ def check_label_values(data: np.ndarray, source: str) -> None:
         raise WorkbenchError(f"labels must be integers, got {data.dtype}", source)
     if data.dtype.kind in "if" and data.min() < 0:
         raise WorkbenchError(f"labels must be non-negative integers, found {data.min()}", source)
+
+
+class Crop(LazyArray):
+    """A box (one slice per axis, step 1) of another array, read lazily."""
+
+    def __init__(self, base: Any, box: tuple[slice, ...], source: str = ""):
+        self.base, self.box, self.source = base, box, source
+        self.shape = tuple(s.stop - s.start for s in box)
+        self.dtype = np.dtype(base.dtype)
+        base_chunks = getattr(base, "chunks", None)
+        self.chunks = base_chunks if isinstance(base_chunks, tuple) and len(base_chunks) == len(box) else None
+
+    def _read(self, key: tuple) -> np.ndarray:
+        shifted = []
+        for k, b in zip(key, self.box):
+            if isinstance(k, slice):
+                stop = b.start + (k.stop if k.stop is not None else b.stop - b.start)
+                shifted.append(slice(b.start + k.start, stop, k.step))
+            else:
+                shifted.append(b.start + k)
+        return np.asarray(self.base[tuple(shifted)])

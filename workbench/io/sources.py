@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.io.arrays import Finite, LabelCast, check_label_values
+from workbench.io.arrays import Crop, Finite, LabelCast, check_label_values
 from workbench.io.volume import Volume
 
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
@@ -19,6 +19,7 @@ SUPPORTED = "TIFF, folder of TIFF/PNG slices, PNG/JPEG, HDF5 (file.h5:/key), zar
 EAGER_LABEL_CHECK_BYTES = 512 * 1024**2
 _H5_SRC = re.compile(r"^(?P<file>.+?\.(?:h5|hdf5|hdf|he5)):(?P<key>.*)$", re.IGNORECASE)
 _STORE_SUFFIXES = (".zarr", ".n5", ".ome.zarr")
+_REGION = re.compile(r"^(?P<src>.+)\[(?P<region>[-0-9:,\s]*)\]$")
 
 
 def _sniff(path: Path) -> str | None:
@@ -105,12 +106,61 @@ def _open_any(src: str | Path, channel: int | None) -> Volume:
     raise WorkbenchError(f"unsupported format {suffix or '(no suffix)'!r} (supported: {SUPPORTED})", s)
 
 
+def parse_region(text: str, shape: tuple[int, ...], source: str) -> tuple[slice, ...]:
+    """Parse ``"z0:z1, y0:y1, x0:x1"`` (numpy-style, fewer axes allowed, negative indices count from the end).
+
+    Raises:
+        WorkbenchError: a malformed region, a step, or an empty box.
+    """
+    parts = [p.strip() for p in text.split(",")] if text.strip() else []
+    if len(parts) > len(shape):
+        raise WorkbenchError(f"region [{text}] has more than {len(shape)} axes", source)
+    box = []
+    for i, n in enumerate(shape):
+        part = parts[i] if i < len(parts) else ":"
+        bounds = part.split(":")
+        try:
+            if len(bounds) == 1:
+                start = int(bounds[0])
+                sl = slice(start, start + 1 if start != -1 else None)
+            elif len(bounds) == 2:
+                sl = slice(int(bounds[0]) if bounds[0] else None, int(bounds[1]) if bounds[1] else None)
+            else:
+                raise ValueError
+        except ValueError:
+            raise WorkbenchError(f"cannot read region [{text}]: use start:stop per axis, e.g. [0:20, :, :]", source) from None
+        start, stop, _ = sl.indices(n)
+        if stop <= start:
+            raise WorkbenchError(f"region [{text}] is empty for shape {tuple(shape)}", source)
+        box.append(slice(start, stop))
+    return tuple(box)
+
+
+def _crop(vol: Volume, text: str) -> Volume:
+    box = parse_region(text, vol.shape, vol.source)
+    src = f"{vol.source}[{', '.join(f'{b.start}:{b.stop}' for b in box)}]"
+    attrs = {**vol.attrs, "region": [[b.start, b.stop] for b in box]}
+    return Volume(Crop(vol.data, box, src), vol.voxel_size, vol.name, src, attrs)
+
+
+def _open_with_region(src: str | Path | Volume, channel: int | None) -> Volume:
+    """Open ``src``, honouring a trailing ``[region]``."""
+    if isinstance(src, Volume):
+        return src
+    m = _REGION.match(str(src))
+    if m and not Path(str(src)).exists():
+        vol = _open_any(m["src"], channel)
+        return _crop(vol, m["region"]) if vol.size else vol
+    return _open_any(src, channel)
+
+
 def open_volume(src: str | Path | Volume, voxel_size: Any = None, channel: int | None = None) -> Volume:
     """Open any supported source lazily as a z, y, x :class:`Volume`.
 
     Args:
         src: a file or folder; ``file.h5:/dataset``; ``store.zarr[/path]`` (OME-Zarr: scale 0 of the first
             multiscale unless a scale or ``labels/<name>`` path is given); ``store.n5[/dataset]``; or a Volume.
+            Any of them may end in a region ``[z0:z1, y0:y1, x0:x1]`` (e.g. ``stack.tif[0:20]``).
         voxel_size: (z, y, x) nm, overriding what the file says.
         channel: which channel to take from multi-channel data.
 
@@ -122,7 +172,7 @@ def open_volume(src: str | Path | Volume, voxel_size: Any = None, channel: int |
         WorkbenchError: missing path, unsupported or damaged file, ambiguous dataset, channels
             without ``channel``, empty volume.
     """
-    vol = src if isinstance(src, Volume) else _open_any(src, channel)
+    vol = _open_with_region(src, channel)
     if vol.size == 0:
         raise WorkbenchError(f"volume is empty (shape {vol.shape})", vol.source or None)
     if vol.dtype.kind == "f" and not isinstance(vol.data, Finite):
@@ -176,7 +226,7 @@ def open_labels(src: str | Path | Volume, like: Volume | Any = None, channel: in
     Raises:
         WorkbenchError: negative, fractional or non-numeric labels; shape differs from ``like``.
     """
-    vol = src if isinstance(src, Volume) else _open_any(src, channel)
+    vol = _open_with_region(src, channel)
     source = vol.source or None
     if vol.size == 0:
         raise WorkbenchError(f"label volume is empty (shape {vol.shape})", source)
