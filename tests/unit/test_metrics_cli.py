@@ -55,6 +55,30 @@ def test_evaluate_prediction_store(labels, tmp_path, capsys):
     assert scores["classes"]["1"]["iou"] == 1.0
 
 
+def test_semantic_prediction_channels_map_to_class_ids(labels, tmp_path, capsys):
+    """A semantic model's channel c is class c + 1, as in the sparse labels (0 = unlabelled)."""
+    from workbench.inference import predict_volume
+
+    _, truth_p, _, truth = labels
+    truth_p2 = tmp_path / "truth12.tif"
+    tifffile.imwrite(truth_p2, np.where(truth == 2, 2, 1).astype(np.uint8))
+
+    class TwoClasses:
+        spatial_dims, out_channels, channel_names, halo = 3, 2, ["membrane", "interior"], (0, 0, 0)
+        target = "semantic"
+
+        def predict(self, block):
+            interior = (block == 2).astype(np.float32)
+            return np.stack([1 - interior, interior])
+
+    predict_volume(TwoClasses(), truth, tmp_path / "p2.zarr")
+    assert main(["evaluate", "--pred", str(tmp_path / "p2.zarr"), "--truth", str(truth_p2), "--json",
+                 "--kind", "semantic"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["pixel_error"] == 0.0
+    assert scores["classes"]["1"]["iou"] == scores["classes"]["2"]["iou"] == 1.0
+
+
 def test_evaluate_bad_input(labels, tmp_path, capsys):
     pred_p, _, _, _ = labels
     other = tmp_path / "other.tif"

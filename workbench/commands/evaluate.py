@@ -29,27 +29,28 @@ def _open_pred(src: str, threshold: float):
     import numpy as np
 
     from workbench.errors import WorkbenchError
-    from workbench.inference.output import from_storage, open_prediction, partial_path
+    from workbench.inference.output import from_storage, open_prediction, partial_path, read_info
     from workbench.io import open_labels
 
     path = Path(src)
     is_prediction = False
     if path.is_dir() or partial_path(path).exists():
         try:
-            from workbench.inference.output import read_info
-
             read_info(path if path.exists() else partial_path(path))
             is_prediction = True
         except WorkbenchError:
             is_prediction = False
     if not is_prediction:
         return open_labels(src)
+    info = read_info(path)
     arr = open_prediction(path)  # refuses incomplete predictions
     if arr.shape[0] == 1:
         return (from_storage(np.asarray(arr[0])) > threshold).astype(np.uint8)
     if arr.shape[0] > 16:
         raise WorkbenchError(f"prediction has {arr.shape[0]} channels; segment it first ('workbench segment')", path)
-    return np.argmax(np.asarray(arr), axis=0).astype(np.uint8)  # class index = channel index
+    classes = np.argmax(np.asarray(arr), axis=0).astype(np.uint8)
+    # a semantic model's channel c is class c + 1 (labels 1..K; 0 = unlabelled is never predicted)
+    return classes + 1 if info.get("target") == "semantic" else classes
 
 
 def run(args: argparse.Namespace) -> int:

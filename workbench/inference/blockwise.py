@@ -467,6 +467,7 @@ def predict_volume(
             "block_shape": list(block),
             "halo": list(effective_halo(predictor)),
             "tta": bool(tta),
+            "target": str(getattr(predictor, "target", "") or ""),
         }
         if out.exists() and not overwrite:
             if resume and not part.exists() and store_mod.read_info(out).get("complete"):
