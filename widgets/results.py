@@ -338,10 +338,13 @@ class ResultsPanel:
         out_dir = self.project.root / "exports"
         out_dir.mkdir(exist_ok=True)
         if what == "model":
-            out = out_dir / f"{run.id}-model"
-            made = shutil.make_archive(str(out), "zip", root_dir=run.path,
-                                       base_dir=".")  # config.json + checkpoint.pt + metrics.jsonl
-            path = Path(made)
+            if (run.config or {}).get("arch") == "forest":  # not a network: the run folder is the model
+                made = shutil.make_archive(str(out_dir / f"{run.id}-model"), "zip", root_dir=run.path, base_dir=".")
+                path = Path(made)
+            else:  # a BioImage Model Zoo package (TorchScript + state dict, test tensors, rdf.yaml)
+                from workbench.training.export import export_run
+
+                path = export_run(run.path, "bioimageio", out_dir / f"{run.id}.bioimageio.zip")
         else:
             pred = self.pred_path(run.id)
             if not pred.exists():
