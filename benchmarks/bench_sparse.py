@@ -1,0 +1,157 @@
+"""Segmentation from sparse scribbles on ISBI 2012, through the workbench's own Trainer, load_run and predictor.
+
+Protocol (fixed; see sparse_pipeline.py): train on sections 0-19 from simulated scribbles (about 1 % of the
+pixels, 3-pixel brush along the skeletons of membranes and of eroded interiors; 1 = membrane, 2 = interior),
+CPU, 5 minutes of training each, evaluate on sections 20-29: pixel error, membrane F1, adapted Rand error and
+VOI of the cells (seeded watershed on the interior probability, and connected components of p > 0.5),
+per slice, averaged.
+
+    python benchmarks/bench_sparse.py                      # every run below, ~45 minutes
+    python benchmarks/bench_sparse.py --only mean-teacher-1% forest-1%
+    python benchmarks/bench_sparse.py --minutes 1          # a quick look (figures not comparable)
+
+Results are merged into benchmarks/results/sparse.json (one entry per run name; other entries are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import sparse_pipeline as sp  # noqa: E402
+
+RESULTS = HERE / "results" / "sparse.json"
+
+#: name -> (architecture, semi_supervised, scribble fraction or None for dense labels)
+RUNS = {
+    "mean-teacher-1%": ("unet2d", "mean-teacher", 0.01),
+    "unet2d-1%": ("unet2d", "none", 0.01),
+    "forest-1%": ("forest", "none", 0.01),
+    "mean-teacher-0.25%": ("unet2d", "mean-teacher", 0.0025),
+    "mean-teacher-0.5%": ("unet2d", "mean-teacher", 0.005),
+    "mean-teacher-5%": ("unet2d", "mean-teacher", 0.05),
+    "unet2d-dense": ("unet2d", "none", None),
+}
+
+
+def run_one(name: str, minutes: float, raw, dense, workdir: Path) -> dict:
+    import numpy as np
+
+    from workbench.training import TrainConfig, Trainer, load_run
+
+    arch, semi, fraction = RUNS[name]
+    labels, achieved = sp.training_labels(dense, fraction)
+    kwargs = {}
+    if "semi_supervised" in TrainConfig.__dataclass_fields__:
+        kwargs["semi_supervised"] = semi
+    elif semi != "none":
+        raise SystemExit("this workbench has no TrainConfig.semi_supervised option")
+    cfg = TrainConfig(arch=arch, iterations=None, minutes=minutes, device="cpu", seed=0, **kwargs)
+    run_dir = workdir / name
+    load_before = sp.machine_load()
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, raw, labels, run_dir)
+    trainer.run()
+    train_s = time.perf_counter() - t0
+    predictor = load_run(run_dir, device="cpu")
+    t1 = time.perf_counter()
+    probs = predictor.predict(raw[sp.TEST])  # (2, 10, 512, 512): membrane, interior
+    predict_s = time.perf_counter() - t1
+    p_interior = np.ascontiguousarray(probs[1])
+    scores = sp.evaluate(p_interior, dense[sp.TEST])
+    # prior correction (label-free): the class proportions of the unlabelled training voxels, estimated by EM
+    # from the model's own posteriors, replace the scribbles' proportions (Saerens et al. 2002)
+    from workbench.training.semisupervised import adjust_to_prior, estimate_prior
+
+    lab = labels[sp.TRAIN]
+    train_prior = np.bincount(lab[lab > 0].ravel(), minlength=3)[1:3].astype(float)
+    train_probs = predictor.predict(raw[sp.TRAIN])
+    unl = lab == 0
+    prior = estimate_prior(train_probs[:, unl] if unl.any() else train_probs.reshape(2, -1), train_prior)
+    adjusted = adjust_to_prior(probs, train_prior, prior)
+    corrected = sp.evaluate(np.ascontiguousarray(adjusted[1]), dense[sp.TEST])
+    return {
+        "architecture": arch,
+        "semi_supervised": semi,
+        "labels": "dense" if fraction is None else f"scribbles {fraction:.2%}",
+        "labelled_fraction_of_train_pixels": round(achieved, 5),
+        "iterations": int(trainer.iteration),
+        "train_s": round(train_s, 1),
+        "predict_s": round(predict_s, 1),
+        "load_before": load_before,
+        "load_after": sp.machine_load(),
+        **scores,
+        "prior_corrected": {"train_prior_membrane": round(float(train_prior[0] / train_prior.sum()), 4),
+                            "estimated_prior_membrane": round(float(prior[0]), 4), **corrected},
+    }
+
+
+def _write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(results, indent=2))
+    tmp_out.replace(out)
+
+
+def merge(files, out: Path) -> int:
+    results = json.loads(out.read_text()) if out.exists() else {}
+    for f in files:
+        other = json.loads(Path(f).read_text())
+        for key, value in other.items():
+            if key == "runs":
+                results.setdefault("runs", {}).update(value)
+            else:
+                results.setdefault(key, value)
+    _write(results, out)
+    print(f"merged {len(files)} file(s) into {out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", nargs="*", default=None, help=f"run names: {', '.join(RUNS)}")
+    p.add_argument("--minutes", type=float, default=5.0)
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--merge", nargs="*", default=None,
+                   help="merge the runs of these result files (e.g. from runs made side by side) into --out")
+    args = p.parse_args(argv)
+    if args.merge is not None:
+        return merge(args.merge, Path(args.out))
+    sp.reexec_with_tunables()
+    import torch
+
+    torch.set_num_threads(2)
+    names = args.only or list(RUNS)
+    unknown = [n for n in names if n not in RUNS]
+    if unknown:
+        p.error(f"unknown run(s) {unknown}; valid: {', '.join(RUNS)}")
+    raw, dense = sp.load_isbi()
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results.setdefault("runs", {})
+    results["protocol"] = sp.__doc__.strip()
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                          "threads": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory(prefix="wb-sparse-") as tmp:
+        for name in names:
+            print(f"== {name} ({args.minutes:g} min)", flush=True)
+            r = run_one(name, args.minutes, raw, dense, Path(tmp))
+            r["minutes"] = args.minutes
+            r["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            results["runs"][name] = r
+            print(json.dumps(r), flush=True)
+            _write(results, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
