@@ -162,17 +162,6 @@ def free_port(bind: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def port_free(bind: str, port: int) -> bool:
-    """True when a server could listen on ``bind:port`` now (as servers do, with SO_REUSEADDR)."""
-    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((bind, int(port)))
-        except OSError:
-            return False
-    return True
-
-
 def default_notebook_dir() -> Path:
     """``notebooks/`` of the source tree (the app and tutorials)."""
     return Path(__file__).resolve().parents[1] / "notebooks"
@@ -373,7 +362,9 @@ def start_app_server(
         raise WorkbenchError(f"app notebook {notebook} not found in {nb_dir}", nb_dir / notebook)
     if data is not None and not Path(data).exists():
         raise WorkbenchError("data path does not exist", data)
-    if not port_free(bind, port):
+    from workbench.viewer.live import port_is_free
+
+    if not port_is_free(bind, port):
         new = free_port(bind)
         if on_port_change:
             on_port_change(port, new)

@@ -44,7 +44,7 @@ def _datasets(f) -> list[tuple[str, tuple[int, ...]]]:
     return found
 
 
-def _voxel_size(attrs) -> tuple[float, float, float] | None:
+def voxel_size_from_attrs(attrs) -> tuple[float, float, float] | None:
     """From ``resolution`` (nm, z y x) or ``element_size_um`` (µm, z y x) when present."""
     for name, scale in (("resolution", 1.0), ("element_size_um", 1e3)):
         if name in attrs:
@@ -94,7 +94,7 @@ def open_hdf5(path: Path, key: str | None, channel: int | None = None) -> Volume
             raise WorkbenchError(f"{key!r} is a group, not a dataset (datasets: {listing})", src)
         if ds.dtype.kind not in "biuf":
             raise WorkbenchError(f"dataset {key!r} has unsupported type {ds.dtype}", src)
-        vs = _voxel_size(ds.attrs) or _voxel_size(f.attrs)
+        vs = voxel_size_from_attrs(ds.attrs) or voxel_size_from_attrs(f.attrs)
         arr = H5Array(src, key, ds.shape, ds.dtype, ds.chunks)
         axes = "".join(str(a) for a in ds.attrs.get("axes", "")) if "axes" in ds.attrs else ""
     finally:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from workbench.errors import WorkbenchError
 from workbench.io.axes import guess_axes, to_zyx
 from workbench.io.volume import Volume
@@ -143,7 +141,9 @@ def open_zarr(root: Path, inner: str = "", channel: int | None = None) -> Volume
             axes = guess_axes(shape, src)
     vs = ngff_voxel_size(ms_entry, dataset, len(shape)) if ms_entry and dataset else None
     if vs is None:
-        vs = _plain_voxel_size(node.attrs)
+        from workbench.io.hdf5 import voxel_size_from_attrs
+
+        vs = voxel_size_from_attrs(node.attrs)
     view = to_zyx(node, axes, channel, src)
     name = (ms_entry or {}).get("name") or Path(inner).name or root.stem
     attrs: dict[str, Any] = {"format": "zarr", "zarr_format": node.metadata.zarr_format,
@@ -151,15 +151,3 @@ def open_zarr(root: Path, inner: str = "", channel: int | None = None) -> Volume
     if ms_entry is not None:
         attrs["ngff_version"] = ms_entry.get("version") or dict(node.attrs).get("ome", {}).get("version")
     return Volume(view, vs or (1.0, 1.0, 1.0), name=str(name), source=src, attrs=attrs)
-
-
-def _plain_voxel_size(attrs) -> tuple[float, float, float] | None:
-    for name, scale in (("resolution", 1.0), ("element_size_um", 1e3)):
-        if name in attrs:
-            try:
-                v = [float(x) * scale for x in np.ravel(attrs[name])]
-            except (TypeError, ValueError):
-                continue
-            if len(v) == 3 and all(x > 0 for x in v):
-                return tuple(v)
-    return None
