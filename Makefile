@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 PORT ?= 8866
 export WORKBENCH_DATA_DIR ?= $(abspath ../shared/data)
-export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736
+export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1
 
 .PHONY: app test lint install browser bench clean
 

@@ -9,8 +9,8 @@ Figures: voxels/s (output voxels), achieved GFLOP/s = voxels/s x forward FLOPs p
 (``torch.utils.flop_counter`` on a 256^2 slice), against the oneDNN 3x3 convolution ceiling measured in
 the same run (channels_last conv2d, 64 -> 64 channels).
 
-Usage: python benchmarks/bench_predict.py [--sizes-gb 1 4] [--monai-gb 0.067] [--skip-dask] [--skip-compile]
-(the recorded run used smaller volumes, see ``sizes_note`` in the JSON).
+Usage: python benchmarks/bench_predict.py [--sizes-gb 1 4] [--extras-gb 0.25] [--skip-dask] [--skip-compile]
+[--skip-monai]. The size series runs the local scheduler; the comparisons run on the --extras-gb volume.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "predict.json"
-TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736"
 YX = 4096  # slice size of the synthetic volumes
 
 
@@ -141,7 +140,9 @@ def run_stage(name: str, **kw) -> dict:
             continue
         argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
     # one compile thread: inductor's compile-worker pool would otherwise count as (and compete with) the run
-    env = dict(os.environ, GLIBC_TUNABLES=TUNABLES, WORKBENCH_NO_REEXEC="1", TORCHINDUCTOR_COMPILE_THREADS="1")
+    from workbench.tuning import GLIBC_TUNABLES
+
+    env = dict(os.environ, GLIBC_TUNABLES=GLIBC_TUNABLES, WORKBENCH_NO_REEXEC="1", TORCHINDUCTOR_COMPILE_THREADS="1")
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, text=True)
     ps = psutil.Process(proc.pid)
     peak_main, peak_children = 0, {}
@@ -228,7 +229,10 @@ def main() -> int:
     p.add_argument("--compile", action="store_true")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--sizes-gb", nargs="+", type=float, default=[1.0, 4.0])
-    p.add_argument("--monai-gb", type=float, default=0.067)
+    p.add_argument("--monai-gb", type=float, default=0.25, help="(stage argument) MONAI's sub-volume")
+    p.add_argument("--extras-gb", type=float, default=0.25,
+                   help="volume for the torch.compile, Dask and MONAI comparisons (0: skip them)")
+    p.add_argument("--skip-monai", action="store_true")
     p.add_argument("--skip-dask", action="store_true")
     p.add_argument("--skip-compile", action="store_true")
     p.add_argument("--yx", type=int, default=YX, help="slice size of the synthetic volumes (multiple of 1024)")
@@ -260,34 +264,42 @@ def main() -> int:
         make_run(run_dir)
         report["flops_per_voxel"] = flops_per_voxel(run_dir)
         report["ceiling_start"] = run_stage("ceiling")
+        def measure(label, vol, shape, stage="predict", **kw):
+            before = run_stage("ceiling")["conv3x3_gflops"]
+            r = run_stage(stage, run=run_dir, vol=vol, **kw)
+            after = run_stage("ceiling")["conv3x3_gflops"]
+            # the machine's speed drifts: compare with the ceiling measured right around the stage
+            r.update(config=label, volume_gb=r.get("voxels", float(np.prod(shape))) / 1e9, shape=list(shape),
+                     ceiling_around_gflops=[before, after])
+            return r
+
+        # comparisons (torch.compile, a Dask cluster, MONAI) on a smaller volume, then the size series
+        if args.extras_gb:
+            vol = tmp / "extras.zarr"
+            shape = make_volume(vol, args.extras_gb, seed=99, yx=args.yx)
+            report["runs"].append(measure("local threads", vol, shape, out=tmp / "out.zarr", workers=1))
+            report["runs"].append(measure("local threads, 2 blocks in flight x 1 torch thread", vol, shape,
+                                          out=tmp / "out.zarr", workers=2))
+            if not args.skip_compile:
+                report["runs"].append(measure("local threads + torch.compile", vol, shape, out=tmp / "out.zarr",
+                                              workers=1, compile=True))
+            if not args.skip_dask:
+                report["runs"].append(measure("dask LocalCluster 2 workers x 1 thread", vol, shape,
+                                              out=tmp / "out.zarr", scheduler="processes"))
+            save()
+            if not args.skip_monai:
+                report["monai"] = measure("MONAI sliding_window_inference (in memory)", vol, shape, stage="monai",
+                                          monai_gb=args.extras_gb)
+                save()
+            shutil.rmtree(vol, ignore_errors=True)
         for i, gb in enumerate(args.sizes_gb):
             vol = tmp / f"vol{i}.zarr"
             t = time.perf_counter()
             shape = make_volume(vol, gb, seed=i, yx=args.yx)
             print(f"volume {shape} ({np.prod(shape) / 1e9:.2f} GB) made in {time.perf_counter() - t:.0f} s",
                   file=sys.stderr, flush=True)
-            configs = [("local threads", {"workers": 1})]
-            if not args.skip_compile and i == 0:
-                configs.append(("local threads + torch.compile", {"workers": 1, "compile": True}))
-            if not args.skip_dask and i == 0:
-                configs.append(("dask LocalCluster 2 workers x 1 thread", {"scheduler": "processes"}))
-            for label, kw in configs:
-                before = run_stage("ceiling")["conv3x3_gflops"]
-                r = run_stage("predict", run=run_dir, vol=vol, out=tmp / "out.zarr", **kw)
-                after = run_stage("ceiling")["conv3x3_gflops"]
-                # the shared machine's speed drifts: compare with the ceiling measured right around the stage
-                r.update(config=label, volume_gb=float(np.prod(shape)) / 1e9, shape=list(shape),
-                         ceiling_around_gflops=[before, after])
-                report["runs"].append(r)
-                save()
-            if i == 0:
-                before = run_stage("ceiling")["conv3x3_gflops"]
-                m = run_stage("monai", run=run_dir, vol=vol, monai_gb=args.monai_gb)
-                after = run_stage("ceiling")["conv3x3_gflops"]
-                m.update(config="MONAI sliding_window_inference (in memory)", volume_gb=m["voxels"] / 1e9,
-                         ceiling_around_gflops=[before, after])
-                report["monai"] = m
-                save()
+            report["runs"].append(measure("local threads", vol, shape, out=tmp / "out.zarr", workers=1))
+            save()
             shutil.rmtree(vol, ignore_errors=True)
         report["ceiling_end"] = run_stage("ceiling")
     finally:

@@ -24,15 +24,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "train_speed.json"
-GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736"
 BATCH, SIZE = 4, 256
 UNET2D = {"depth": 4, "base_channels": 16}
 
 
 def _reexec_with_tuned_malloc() -> None:
-    if sys.platform.startswith("linux") and "GLIBC_TUNABLES" not in os.environ:
-        env = dict(os.environ, GLIBC_TUNABLES=GLIBC_TUNABLES)
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    from workbench.tuning import reexec_tuned
+
+    reexec_tuned(sys.argv)
 
 
 def conv_ceiling(repeats: int = 6) -> float:

@@ -26,17 +26,15 @@ if str(HERE) not in sys.path:
 TRAIN = slice(0, 20)
 TEST = slice(20, 30)
 MEMBRANE, INTERIOR = 1, 2
-GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736"
 
 
 def reexec_with_tunables() -> None:
     """Re-run this script with glibc malloc tuned (as the workbench CLI does), once."""
-    if sys.platform.startswith("linux") and "GLIBC_TUNABLES" not in os.environ:
-        env = dict(os.environ, GLIBC_TUNABLES=GLIBC_TUNABLES)
-        # OpenMP threads that sleep instead of spinning: on a shared 2-core machine a 2-thread training step
-        # was 1.6x faster with this (2.7-3.2 s vs 4.5-5.0 s per step under contention)
-        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    from workbench.tuning import reexec_tuned
+
+    # OpenMP threads that sleep instead of spinning: on a shared 2-core machine a 2-thread training step
+    # was 1.6x faster with this (2.7-3.2 s vs 4.5-5.0 s per step under contention)
+    reexec_tuned(sys.argv, {"OMP_WAIT_POLICY": "PASSIVE"})
 
 
 def data_dir() -> Path:

@@ -23,6 +23,10 @@ def setup():
 
         pn.extension(comms="ipywidgets", inline=True)
         hv.extension("bokeh", inline=True, logo=False)
+        # Bokeh's WebGL backend paints every plot through one WebGL context shared by the page: a slice view
+        # opened after other image plots then stayed blank (data present, nothing painted). Images and a few
+        # strokes need no WebGL; the 2D canvas draws them reliably.
+        hv.renderer("bokeh").webgl = False
         _READY = True
     return hv
 

@@ -74,8 +74,7 @@ class WorkbenchApp:
         self._update_header()
         step = project.state.get("step", "data")
         index = [s for s, _ in STEPS].index(step) if step in [s for s, _ in STEPS] else 0
-        # the first tab is always built at load: plots built later (the saved step, other tabs) then render
-        # reliably; a page opened straight on a later step's plots could leave the annotate plot blank
+        # the first tab is always built at load, then the saved step; the others when first opened
         self._build(STEPS[0][0])
         self.tabs.selected_index = index
         self._build(STEPS[index][0])

@@ -150,12 +150,20 @@ class SliceView:
 
     def set_slice(self, z: int) -> None:
         z = int(min(max(int(z), 0), self.shape[0] - 1))
+        if z == self.z and self._zs.z == z:
+            return
         self.z = z
-        _send(self._zs, z=z)
+        if self._widget is None:  # nothing shown yet: the plot is first drawn with the stream's values
+            self._zs.update(z=z)
+        else:
+            _send(self._zs, z=z)
 
     def refresh(self) -> None:
         """Redraw the overlay (and clear the drawn lines, which the overlay now shows)."""
-        _send(self._rev, rev=self._rev.rev + 1)
+        if self._widget is None:
+            self._rev.update(rev=self._rev.rev + 1)
+        else:
+            _send(self._rev, rev=self._rev.rev + 1)
 
     def render(self):
         """The current slice as HoloViews elements (raw, overlay) without a browser (for checks and tests)."""

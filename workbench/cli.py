@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import pkgutil
 import sys
 
 from workbench.errors import WorkbenchError
-
-#: glibc keeps large tensor buffers instead of returning them to the OS at every step (1.3-3x faster
-#: training and inference on CPU). It must be set before the interpreter starts, so ``main`` re-executes
-#: itself once with it set.
-GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736"
+from workbench.tuning import GLIBC_TUNABLES, reexec_tuned  # noqa: F401  (GLIBC_TUNABLES: public name)
 
 
 def _command_modules():
@@ -50,17 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _maybe_reexec(argv: list[str]) -> None:
-    """Re-execute with glibc malloc tuned, once, on Linux (opt out: WORKBENCH_NO_REEXEC=1)."""
-    if (
-        sys.platform.startswith("linux")
-        and "GLIBC_TUNABLES" not in os.environ
-        and not os.environ.get("WORKBENCH_NO_REEXEC")
-    ):
-        env = dict(os.environ, GLIBC_TUNABLES=GLIBC_TUNABLES, WORKBENCH_NO_REEXEC="1")
-        try:
-            os.execve(sys.executable, [sys.executable, "-m", "workbench", *argv], env)
-        except OSError:
-            pass  # keep going without the tuning
+    """Re-execute with glibc malloc tuned (:mod:`workbench.tuning`), once, on Linux (opt out:
+    WORKBENCH_NO_REEXEC=1)."""
+    reexec_tuned(["-m", "workbench", *argv])
 
 
 def main(argv: list[str] | None = None) -> int:

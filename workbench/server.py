@@ -318,10 +318,9 @@ def app_environment(runtime: Path, project=None, data=None, base=None) -> dict:
     Sets ``WORKBENCH_PROJECT`` / ``WORKBENCH_DATA_ROOT`` (absolute paths) when given, the viewer port
     registry (``WORKBENCH_PROXY_PORTS_DIR``), a private Jupyter runtime dir and the glibc malloc tuning.
     """
-    from workbench.cli import GLIBC_TUNABLES
+    from workbench.tuning import tuned_env
 
-    env = dict(os.environ if base is None else base)
-    env.setdefault("GLIBC_TUNABLES", GLIBC_TUNABLES)
+    env = tuned_env(os.environ if base is None else base)
     data_dir = str(Path(runtime) / "jupyter-data")
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (data_dir, env.get("JUPYTER_PATH", "")) if p)
     env[PROXY_PORTS_ENV] = str(Path(runtime) / "viewer-ports")

@@ -316,3 +316,35 @@ def test_slices_of_2d_predictors_are_computed_once(rng):
     out = predict_region(pred, raw, tile_shape=(3, 20, 20))
     assert [c[0] for c in pred.calls] == [3, 3, 2]
     np.testing.assert_allclose(out, pred.predict(raw), atol=1e-6)
+
+
+def test_large_blocks_write_whole_chunks_of_their_own(rng, tmp_path):
+    import zarr
+
+    from workbench.inference import blockwise
+
+    raw = rng.integers(0, 256, size=(3, 40, 48)).astype(np.uint8)
+    pred = Slice2DPredictor(halo=(0, 4, 4))
+    old = blockwise.CHUNK_MAX
+    blockwise.CHUNK_MAX = 8
+    try:
+        predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(3, 16, 24), dtype="float16")
+    finally:
+        blockwise.CHUNK_MAX = old
+    arr = zarr.open_array(str(tmp_path / "p.zarr" / "0"), mode="r")
+    assert arr.chunks == (1, 3, 8, 8)
+    np.testing.assert_allclose(from_storage(arr[...]), pred.predict(raw), atol=1e-3)
+    assert blockwise.chunk_shape((8, 2048, 2048)) == (8, 1024, 1024)
+    assert blockwise.chunk_shape((8, 1500, 2048)) == (8, 1500, 1024)
+
+
+def test_2d_tiles_cover_a_block_and_its_halo_in_one_call_or_equal_parts():
+    from workbench.inference.blockwise import TILE_2D_MAX, default_block_shape, default_tile_shape
+
+    pred = Slice2DPredictor(halo=(0, 48, 48))
+    block = default_block_shape(pred, (100, 8192, 8192))
+    assert block == (8, 2048, 2048)
+    assert default_tile_shape(pred, (8, 2144, 2144)) == (1, 2144, 2144)
+    # a read region above the cap: the fewest equal tiles, overlapping by exactly 2 halo
+    z, y, x = default_tile_shape(pred, (8, 4192, 2144))
+    assert (y, x) == (2144, 2144) and y <= TILE_2D_MAX

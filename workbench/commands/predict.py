@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
                         help="storage of probabilities (default uint8 = round(255 p))")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (local runs)")
-    parser.add_argument("--workers", type=int, default=1, help="blocks in flight with the local scheduler")
+    parser.add_argument("--workers", type=int, default=1, help="blocks in flight with the local scheduler, sharing the cores (2: ~5%% faster on 2 cores, twice the memory)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (~20 s or more to compile, then faster on large volumes)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing or interrupted output")
