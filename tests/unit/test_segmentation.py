@@ -163,3 +163,84 @@ def test_affinity_channel_names():
     assert nearest_affinity_channels(names) == ([1, 2, 0], [0, 1, 2])
     assert nearest_affinity_channels(["affinity (0, -1, 0)", "affinity (0, 0, -1)"]) == ([0, 1], [1, 2])
     assert nearest_affinity_channels(["class 1"]) == ([], [])
+
+
+@pytest.mark.parametrize("block", [(3, 16, 16), (8, 48, 48)])
+def test_per_section_watershed_and_components_never_cross_z(cells, block):
+    truth, boundary = cells
+    out = np.zeros(truth.shape, np.uint32)
+    seeds = np.zeros(truth.shape, np.uint32)
+    watershed_blockwise(lambda b: boundary[b.slices], truth.shape, out, seeds, block, threshold=0.3,
+                        halo=(2, 16, 16), per_section=True)
+    per_slice_truth = truth + (np.arange(truth.shape[0], dtype=np.uint32) * 10)[:, None, None]
+    assert adapted_rand_error(per_slice_truth, out)[0] < 0.01  # 4 cells in every section, each its own id
+    assert len(np.unique(out)) == 4 * truth.shape[0]
+    ids_by_section = [set(np.unique(s)) for s in out]
+    assert all(not (a & b) for i, a in enumerate(ids_by_section) for b in ids_by_section[i + 1:])
+
+    mask = truth == 1
+    cc = np.zeros(truth.shape, np.uint32)
+    assert label_blockwise(lambda b: mask[b.slices], truth.shape, cc, block, per_section=True) == truth.shape[0]
+    assert label_blockwise(lambda b: mask[b.slices], truth.shape, cc, block) == 1
+
+
+def test_segment_cli_per_section(tmp_path, cells):
+    from workbench.cli import main
+    from workbench.inference import predict_volume
+    from workbench.io import open_volume
+
+    truth, boundary = cells
+
+    class BoundaryPredictor:
+        spatial_dims, out_channels, channel_names, halo = 2, 1, ["membrane"], (0, 0, 0)
+
+        def predict(self, block):
+            return np.asarray(block, np.float32)[None] / 255.0
+
+    pred = tmp_path / "p.zarr"
+    predict_volume(BoundaryPredictor(), (boundary * 255).astype(np.uint8), pred)
+    seg = tmp_path / "s.zarr"
+    assert main(["segment", str(pred), "--out", str(seg), "--method", "watershed", "--threshold", "0.3", "--per-section",
+                 "--no-progress"]) == 0
+    labels = np.asarray(open_volume(str(seg))[...])
+    assert len(np.unique(labels)) == 4 * truth.shape[0]
+    assert main(["segment", str(pred), "--out", str(tmp_path / "a.zarr"), "--method", "affinity", "--per-section",
+                 "--no-progress"]) == 2
+
+
+@pytest.mark.parametrize("block", [(3, 16, 16), (4, 20, 48), (8, 48, 48)])
+def test_blockwise_affinity_agglomeration_equals_in_memory(cells, rng, block):
+    from workbench.segmentation import agglomerate_blockwise
+
+    truth, _ = cells
+    affs = _affinities(truth, rng)
+    whole = affinity_agglomeration(affs, threshold=0.5)
+    out = np.zeros(truth.shape, np.uint32)
+    fragments = np.zeros(truth.shape, np.uint32)
+    calls = []
+    agglomerate_blockwise(lambda b: affs[(slice(None), *b.slices)], truth.shape, out, fragments, block,
+                          threshold=0.5, halo=(8, 48, 48), progress=lambda d, n: calls.append((d, n)))
+    assert same_partition(whole, out)
+    assert adapted_rand_error(truth, out)[0] < 0.05 and len(np.unique(out)) == 4
+    assert calls[-1][0] == calls[-1][1]
+    # a 2D model's affinities (y, x): sections never join
+    out2 = np.zeros(truth.shape, np.uint32)
+    agglomerate_blockwise(lambda b: affs[(slice(1, 3), *b.slices)], truth.shape, out2, fragments, block,
+                          axes=(1, 2), threshold=0.5, halo=(8, 48, 48))
+    assert same_partition(affinity_agglomeration(affs[1:], threshold=0.5), out2)
+
+
+def test_region_graph_blockwise_counts_every_edge_once(cells, rng):
+    from workbench.segmentation.affinity import region_graph
+    from workbench.segmentation.blockwise import region_graph_blockwise
+
+    truth, _ = cells
+    affs = _affinities(truth, rng)
+    labels = truth.astype(np.int64)
+    labels[2:5] += 4  # more regions, touching across z too
+    whole = region_graph(labels, affs)
+    parts = region_graph_blockwise(lambda b: labels[b.slices], lambda b: affs[(slice(None), *b.slices)],
+                                   labels.shape, (3, 10, 14), (0, 1, 2))
+    np.testing.assert_array_equal(whole[0], parts[0])
+    np.testing.assert_allclose(whole[1], parts[1])
+    np.testing.assert_array_equal(whole[2], parts[2])

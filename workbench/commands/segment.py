@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-size", type=int, default=0, metavar="N", help="remove objects smaller than N voxels")
     parser.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                         help="block shape (default: the prediction's chunks)")
+    parser.add_argument("--per-section", action="store_true",
+                        help="segment every z section on its own (serial sections predicted by a 2D model): "
+                             "objects never connect across sections")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = segment_prediction(args.pred, args.out, method=args.method, channel=args.channel,
                                  threshold=args.threshold, min_size=args.min_size, block_shape=args.block,
-                                 overwrite=args.overwrite, progress=progress)
+                                 overwrite=args.overwrite, progress=progress, per_section=args.per_section)
     finally:
         if bar is not None:
             bar.close()

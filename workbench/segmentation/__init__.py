@@ -6,7 +6,7 @@ OME-Zarr label image.
 """
 
 from workbench.segmentation.affinity import affinity_agglomeration, boundaries_from_affinities
-from workbench.segmentation.blockwise import label_blockwise, watershed_blockwise
+from workbench.segmentation.blockwise import agglomerate_blockwise, label_blockwise, watershed_blockwise
 from workbench.segmentation.components import connected_components, relabel_sequential, remove_small
 from workbench.segmentation.run import METHODS, segment, segment_prediction
 from workbench.segmentation.watershed import make_seeds, seeded_watershed
@@ -14,6 +14,7 @@ from workbench.segmentation.watershed import make_seeds, seeded_watershed
 __all__ = [
     "METHODS",
     "affinity_agglomeration",
+    "agglomerate_blockwise",
     "boundaries_from_affinities",
     "connected_components",
     "label_blockwise",

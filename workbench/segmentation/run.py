@@ -110,12 +110,14 @@ def segment_prediction(
     halo: Sequence[int] = (8, 32, 32),
     overwrite: bool = False,
     progress=None,
+    per_section: bool = False,
 ) -> Path:
     """Segment a stored prediction into an OME-Zarr label image (uint32 ``0`` array, z y x) at ``out``.
 
-    ``cc`` and ``watershed`` run block by block (see :mod:`workbench.segmentation.blockwise`);
-    ``affinity`` reads the nearest-neighbour affinity channels (named ``affinity (dz, dy, dx)`` by
-    training; else ``channel .. channel+2`` as z, y, x) into memory.
+    Every method runs block by block (see :mod:`workbench.segmentation.blockwise`); ``affinity`` uses the
+    nearest-neighbour affinity channels (named ``affinity (dz, dy, dx)`` by training; else
+    ``channel .. channel+2`` as z, y, x). ``per_section``: objects never
+    connect across z (each section segmented on its own, ids unique in the volume; cc and watershed).
 
     Raises:
         WorkbenchError: incomplete or missing prediction, bad channel, output exists without ``overwrite``.
@@ -154,28 +156,37 @@ def segment_prediction(
     root = zarr.open_group(str(part), mode="w", zarr_format=2)
     labels = root.create_array("0", shape=shape, chunks=block, dtype="uint32", fill_value=0,
                                chunk_key_encoding={"name": "v2", "separator": "/"})
+    if per_section and method == "affinity":
+        raise WorkbenchError("per-section segmentation is for cc and watershed; affinities carry their own z edges")
     info = {"prediction": str(pred_path), "method": method, "channel": channel, "threshold": threshold,
-            "min_size": min_size}
+            "min_size": min_size, "per_section": bool(per_section)}
     root.attrs.update(_label_attrs(out.stem, vol.voxel_size, info))
     blocks = list(Box.from_shape(shape).blocks(block))
     if method == "cc":
         from workbench.segmentation.blockwise import label_blockwise
 
-        label_blockwise(lambda b: vol[b.slices] > threshold, shape, labels, block, min_size, progress)
+        label_blockwise(lambda b: vol[b.slices] > threshold, shape, labels, block, min_size, progress,
+                        per_section=per_section)
     elif method == "watershed":
         from workbench.segmentation.blockwise import watershed_blockwise
 
         seeds = root.create_array("_seeds", shape=shape, chunks=block, dtype="uint32", fill_value=0)
         watershed_blockwise(lambda b: vol[b.slices], shape, labels, seeds, block, threshold, halo,
-                            progress=progress)
+                            progress=progress, per_section=per_section)
         del root["_seeds"]
         _remove_small_blockwise(labels, blocks, min_size)
     else:
         from workbench.inference.output import from_storage
-        from workbench.segmentation.affinity import affinity_agglomeration
+        from workbench.segmentation.blockwise import agglomerate_blockwise
 
-        affs = from_storage(np.stack([np.asarray(arr[c]) for c in aff_channels]))
-        labels[...] = affinity_agglomeration(affs, threshold=threshold, min_size=min_size, axes=aff_axes)
+        def read_affs(box):
+            return from_storage(np.stack([np.asarray(arr[(c, *box.slices)]) for c in aff_channels]))
+
+        fragments = root.create_array("_fragments", shape=shape, chunks=block, dtype="uint32", fill_value=0)
+        agglomerate_blockwise(read_affs, shape, labels, fragments, block, axes=aff_axes, threshold=threshold,
+                              halo=halo, progress=progress)
+        del root["_fragments"]
+        _remove_small_blockwise(labels, blocks, min_size)
     attrs = dict(root.attrs["workbench"])
     attrs["complete"] = True
     root.attrs["workbench"] = attrs
