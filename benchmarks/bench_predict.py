@@ -69,7 +69,8 @@ def stage_predict(args) -> dict:
     out = Path(args.out)
     t0 = time.perf_counter()
     result = predict_volume(predictor, raw, out, scheduler=args.scheduler, progress=progress, overwrite=True,
-                            compile=args.compile, workers=args.workers)
+                            compile=args.compile,
+                            workers=args.workers if args.workers == "auto" else int(args.workers))
     total = time.perf_counter() - t0
     assert result.complete
     n_blocks = result.blocks_total
@@ -79,7 +80,8 @@ def stage_predict(args) -> dict:
     steady = (vox * (n_blocks - skip) / n_blocks) / (stamps[-1] - stamps[skip - 1]) if n_blocks > skip else None
     shutil.rmtree(out, ignore_errors=True)
     return {"seconds": total, "voxels": vox, "voxels_per_s": vox / total, "voxels_per_s_steady": steady,
-            "blocks": n_blocks, "block_shape": result.info["block_shape"], "halo": result.info["halo"]}
+            "blocks": n_blocks, "block_shape": result.info["block_shape"], "halo": result.info["halo"],
+            "workers": result.info.get("workers"), "block_memory_bytes": result.info.get("block_memory_bytes")}
 
 
 def stage_monai(args) -> dict:
@@ -227,7 +229,7 @@ def main() -> int:
     p.add_argument("--out")
     p.add_argument("--scheduler")
     p.add_argument("--compile", action="store_true")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", default="auto", help="(stage argument) blocks in flight: N or auto")
     p.add_argument("--sizes-gb", nargs="+", type=float, default=[1.0, 4.0])
     p.add_argument("--monai-gb", type=float, default=0.25, help="(stage argument) MONAI's sub-volume")
     p.add_argument("--extras-gb", type=float, default=0.25,
@@ -277,9 +279,10 @@ def main() -> int:
         if args.extras_gb:
             vol = tmp / "extras.zarr"
             shape = make_volume(vol, args.extras_gb, seed=99, yx=args.yx)
-            report["runs"].append(measure("local threads", vol, shape, out=tmp / "out.zarr", workers=1))
-            report["runs"].append(measure("local threads, 2 blocks in flight x 1 torch thread", vol, shape,
-                                          out=tmp / "out.zarr", workers=2))
+            report["runs"].append(measure("local threads, default (workers auto)", vol, shape,
+                                          out=tmp / "out.zarr"))
+            report["runs"].append(measure("local threads, 1 block in flight x all torch threads", vol, shape,
+                                          out=tmp / "out.zarr", workers=1))
             if not args.skip_compile:
                 report["runs"].append(measure("local threads + torch.compile", vol, shape, out=tmp / "out.zarr",
                                               workers=1, compile=True))
@@ -298,7 +301,7 @@ def main() -> int:
             shape = make_volume(vol, gb, seed=i, yx=args.yx)
             print(f"volume {shape} ({np.prod(shape) / 1e9:.2f} GB) made in {time.perf_counter() - t:.0f} s",
                   file=sys.stderr, flush=True)
-            report["runs"].append(measure("local threads", vol, shape, out=tmp / "out.zarr", workers=1))
+            report["runs"].append(measure("local threads, default (workers auto)", vol, shape, out=tmp / "out.zarr"))
             save()
             shutil.rmtree(vol, ignore_errors=True)
         report["ceiling_end"] = run_stage("ceiling")

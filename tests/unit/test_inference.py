@@ -15,6 +15,7 @@ from workbench.errors import WorkbenchError
 from workbench.geometry import Box
 from workbench.inference import (
     TTA_TRANSFORMS,
+    auto_workers,
     open_prediction,
     predict_array,
     predict_region,
@@ -297,6 +298,30 @@ def test_threads_give_identical_results(raw, tmp_path):
     a = predict_volume(TinyTorchPredictor(), raw, tmp_path / "a.zarr", block_shape=(5, 16, 16), workers=1)
     b = predict_volume(TinyTorchPredictor(), raw, tmp_path / "b.zarr", block_shape=(5, 16, 16), workers=3)
     np.testing.assert_array_equal(open_prediction(a.path)[...], open_prediction(b.path)[...])
+
+
+def test_auto_workers_measure_the_first_block_and_match_one_worker(raw, tmp_path):
+    a = predict_volume(TinyTorchPredictor(), raw, tmp_path / "a.zarr", block_shape=(5, 16, 16), workers=1)
+    seen = []
+    b = predict_volume(TinyTorchPredictor(), raw, tmp_path / "b.zarr", block_shape=(5, 16, 16),
+                       progress=lambda done, total, stats: seen.append(done))
+    assert b.info["workers"] == auto_workers(b.info["block_memory_bytes"])
+    assert b.blocks_computed == b.blocks_total == len(seen) and seen[-1] == b.blocks_total
+    np.testing.assert_array_equal(open_prediction(a.path)[...], open_prediction(b.path)[...])
+
+
+def test_auto_workers_fill_the_cores_within_memory():
+    gb = 1 << 30
+    assert auto_workers(2 * gb, cores=2, available=20 * gb) == 2
+    assert auto_workers(2 * gb, cores=8, available=20 * gb) == 8
+    assert auto_workers(2 * gb, cores=8, available=6 * gb) == 3  # 1 + 4.5 GB // 2 GB
+    assert auto_workers(8 * gb, cores=8, available=4 * gb) == 1
+    assert auto_workers(0, cores=1, available=gb) == 1
+
+
+def test_workers_must_be_positive_or_auto(raw, tmp_path):
+    with pytest.raises(WorkbenchError, match="workers"):
+        predict_volume(GaussianPredictor(), raw, tmp_path / "p.zarr", workers=0)
 
 
 def test_fixed_shape_padding_gives_one_input_shape(raw, tmp_path):

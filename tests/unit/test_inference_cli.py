@@ -41,6 +41,7 @@ def test_predict_cli_writes_a_complete_prediction(run_dir, raw_tif, tmp_path, ca
     code = main(["predict", "--model", str(run_dir), "--raw", str(raw_tif), "--out", str(out),
                  "--block", "2", "24", "24", "--no-progress"])
     assert code == 0, capsys.readouterr().err
+    assert "blocks in flight" in capsys.readouterr().out  # --workers auto: the first block measured, then filled
     arr = open_prediction(out)
     assert arr.shape == (2, 5, 48, 40) and arr.chunks == (1, 2, 24, 24)
     probs = from_storage(arr[...])

@@ -23,12 +23,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
                         help="storage of probabilities (default uint8 = round(255 p))")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (local runs)")
-    parser.add_argument("--workers", type=int, default=1, help="blocks in flight with the local scheduler, sharing the cores (2: ~5%% faster on 2 cores, twice the memory)")
+    parser.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
+                        help="blocks in flight with the local scheduler, sharing the cores (default auto: one "
+                             "per CPU core as far as memory allows, measured on the first block; 1 on a GPU)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the model (~20 s or more to compile, then faster on large volumes)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing or interrupted output")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted prediction")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}")
+    return n
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,5 +78,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     print(f"wrote {result.path} ({result.blocks_total} blocks, {result.blocks_computed} computed, "
-          f"{result.voxels_per_second / 1e6:.2f} Mvoxel/s)")
+          f"{result.voxels_per_second / 1e6:.2f} Mvoxel/s"
+          + (f", {result.info['workers']} blocks in flight" if "workers" in result.info else "") + ")")
     return 0 if result.complete else 1

@@ -5,6 +5,7 @@ See :func:`predict_volume`; the Predictor contract is in docs/internals.md.
 
 from workbench.inference.blockwise import (
     PredictionResult,
+    auto_workers,
     connect,
     default_block_shape,
     predict_array,
@@ -17,6 +18,7 @@ from workbench.inference.tiling import TTA_TRANSFORMS, predict_region, ramp_weig
 __all__ = [
     "TTA_TRANSFORMS",
     "PredictionResult",
+    "auto_workers",
     "connect",
     "default_block_shape",
     "open_prediction",

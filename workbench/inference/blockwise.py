@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -356,6 +357,50 @@ def _check_workers_see(client, path: Path) -> None:
                              "disk shared with the workers)", path)
 
 
+def auto_workers(block_bytes: int, cores: int | None = None, available: int | None = None) -> int:
+    """Blocks in flight for a CPU run: one per core (each on its own torch thread), at most as many as fit
+    in three quarters of the available memory at ``block_bytes`` each.
+
+    One torch thread per block keeps both cores of a laptop busy through the serial parts of a forward
+    pass and through each block's reading and writing; two threads on one block leave them idle there.
+    """
+    import psutil
+
+    cores = int(cores or os.cpu_count() or 1)
+    available = int(psutil.virtual_memory().available if available is None else available)
+    fit = int(0.75 * available // max(int(block_bytes), 1))
+    return max(1, min(cores, 1 + fit))
+
+
+def _peak_rss_increase(fn: Callable[[], object], interval: float = 0.02) -> int:
+    """Run ``fn()`` while sampling this process's resident memory; returns the peak increase in bytes."""
+    import psutil
+
+    proc = psutil.Process()
+    base = proc.memory_info().rss
+    peak = base
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.wait(interval):
+            peak = max(peak, proc.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        fn()
+    finally:
+        stop.set()
+        sampler.join()
+    return max(0, max(peak, proc.memory_info().rss) - base)
+
+
+def _on_gpu(predictor) -> bool:
+    device = getattr(predictor, "device", None)
+    return getattr(device, "type", str(device or "cpu")) not in ("cpu", "None")
+
+
 def _run_local(job, todo, workers, tracker, should_stop, predictor, raw) -> bool:
     stopped = False
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -425,7 +470,7 @@ def predict_volume(
     resume: bool = False,
     dtype: str = "uint8",
     tile_shape: Sequence[int] | None = None,
-    workers: int = 1,
+    workers: int | str = "auto",
     torch_threads: int | None = None,
     compile: bool = False,
     should_stop: Callable[[], bool] | None = None,
@@ -457,6 +502,9 @@ def predict_volume(
             voxels; for 2D predictors its z is the slice batch).
         workers: concurrent blocks with the local thread scheduler (each then gets cores / workers torch
             threads unless ``torch_threads`` is given): I/O of one block overlaps the compute of another.
+            ``"auto"`` (default): one on a GPU; on a CPU the first block runs alone while its memory is
+            measured, then one block per core as far as the available memory allows (:func:`auto_workers`);
+            one with ``compile``.
         torch_threads: set torch's intra-op threads in every task.
         compile: ``torch.compile`` a torch predictor's ``model`` (local and on every worker; ~20 s cold
             compile, faster afterwards) and mirror-pad border blocks so the model sees one input shape.
@@ -536,18 +584,36 @@ def predict_volume(
         blocks = list(full.blocks(block))
         done = store_mod.done_blocks(part)
         todo = [(i, b) for i, b in blocks if i not in done]
-        if client is None and int(workers) > 1 and torch_threads is None:
-            torch_threads = max(1, (os.cpu_count() or 1) // int(workers))  # share the cores, never oversubscribe
+        if workers != "auto" and (not isinstance(workers, int) or workers < 1):
+            raise WorkbenchError(f"workers must be a positive number or 'auto', got {workers!r}")
+        cores = os.cpu_count() or 1
+        auto = workers == "auto" and client is None
+        if auto:
+            workers = 1 if (_on_gpu(predictor) or compile or cores < 2 or len(todo) < 2) else None
+        if client is None and workers and workers > 1 and torch_threads is None:
+            torch_threads = max(1, cores // workers)  # share the cores, never oversubscribe
         job = _make_job(predictor, raw, part, dtype, tta, tile_shape, torch_threads, client is not None,
                         block, compile)
         if compile and client is None:
             compile_predictor(predictor)
         tracker = _Progress(progress, len(blocks), len(blocks) - len(todo), int(np.prod(block)))
         t0 = time.perf_counter()
-        if client is None:
-            _run_local(job, todo, max(1, int(workers)), tracker, should_stop, predictor, raw)
-        else:
+        if client is not None:
             _run_distributed(client, job, todo, tracker, should_stop)
+        elif workers is None:
+            # measure one block alone, then fill the cores as far as memory allows
+            first = dataclasses.replace(job, torch_threads=torch_threads or cores)
+            per_block = _peak_rss_increase(
+                lambda: _run_local(first, todo[:1], 1, tracker, should_stop, predictor, raw))
+            workers = auto_workers(per_block, cores)
+            info["block_memory_bytes"] = per_block
+            if not (should_stop is not None and should_stop()):
+                rest = dataclasses.replace(job, torch_threads=torch_threads or max(1, cores // workers))
+                _run_local(rest, todo[1:], workers, tracker, should_stop, predictor, raw)
+        else:
+            _run_local(job, todo, workers, tracker, should_stop, predictor, raw)
+        if client is None:
+            info["workers"] = workers
         seconds = time.perf_counter() - t0
         n_done = len(store_mod.done_blocks(part))
         complete = n_done == len(blocks)  # also when a stop request came after the last block
