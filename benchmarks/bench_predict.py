@@ -10,7 +10,7 @@ Figures: voxels/s (output voxels), achieved GFLOP/s = voxels/s x forward FLOPs p
 the same run (channels_last conv2d, 64 -> 64 channels).
 
 Usage: python benchmarks/bench_predict.py [--sizes-gb 1 4] [--extras-gb 0.25] [--skip-dask] [--skip-compile]
-[--skip-monai]. The size series runs the local scheduler; the comparisons run on the --extras-gb volume.
+[--skip-monai] [--keep-previous]. The size series runs the local scheduler; the comparisons run on the --extras-gb volume.
 """
 
 from __future__ import annotations
@@ -221,6 +221,27 @@ def flops_per_voxel(run_dir: Path) -> float:
     return counter.get_total_flops() / (256 * 256)
 
 
+def _previous_runs(path: Path) -> tuple[list[dict], dict | None]:
+    """Runs (each tagged with the start time of the benchmark that measured it) and MONAI entry of ``path``."""
+    if not path.exists():
+        return [], None
+    old = json.loads(path.read_text())
+    runs = [dict(r, measured=r.get("measured", old.get("started"))) for r in old.get("runs", [])]
+    monai = old.get("monai")
+    return runs, (dict(monai, measured=monai.get("measured", old.get("started"))) if monai else None)
+
+
+def _with_previous(report: dict, previous) -> dict:
+    """``report`` plus the previous runs of a configuration and volume size it did not measure again."""
+    runs, monai = previous
+    measured = {(r["config"], round(r["volume_gb"], 2)) for r in report["runs"]}
+    kept = [r for r in runs if (r["config"], round(r["volume_gb"], 2)) not in measured]
+    out = dict(report, runs=[dict(r, measured=report["started"]) for r in report["runs"]] + kept)
+    if monai and "monai" not in report:
+        out["monai"] = monai
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stage", choices=sorted(STAGES))
@@ -238,6 +259,8 @@ def main() -> int:
     p.add_argument("--skip-dask", action="store_true")
     p.add_argument("--skip-compile", action="store_true")
     p.add_argument("--yx", type=int, default=YX, help="slice size of the synthetic volumes (multiple of 1024)")
+    p.add_argument("--keep-previous", action="store_true",
+                   help="keep the runs of the existing results file that this run does not measure again")
     args = p.parse_args()
     if args.stage:
         print(json.dumps(STAGES[args.stage](args)))
@@ -257,9 +280,11 @@ def main() -> int:
         "runs": [],
         "sizes_gb_requested": args.sizes_gb,
     }
+    previous = _previous_runs(RESULTS) if args.keep_previous else ([], None)
+
     def save():
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(dict(report, finished=False), indent=2))
+        RESULTS.write_text(json.dumps(dict(_with_previous(report, previous), finished=False), indent=2))
 
     try:
         run_dir = tmp / "run"
@@ -322,6 +347,7 @@ def main() -> int:
     report["ceiling_gflops"] = ceiling
     report["machine"]["load_average_end"] = list(os.getloadavg())
     report["finished"] = True
+    report = _with_previous(report, previous)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -190,7 +190,8 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
     sampler = PatchSampler(xnorm, lab, (1, r["patch"], r["patch"]), seed=seed)
     model = build_model("unet2d", 1, 2, base_channels=r["base_channels"]).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=1e-4)
-    aug = AugmentConfig() if r["augment"] == "default" else AugmentConfig(True, True, 0, 0, 0, 0, 0, 0, 0, 0)
+    aug = AugmentConfig(**r.get("aug", {})) if r["augment"] == "default" else \
+        AugmentConfig(True, True, 0, 0, 0, 0, 0, 0, 0, 0)
     geo = AugmentConfig(aug.flips, aug.rotate90, aug.elastic, aug.elastic_strength, 0, 0, 0, 0, 0, 0)
     strong = AugmentConfig(False, False, 0, 0, gamma=0.8, contrast=0.8, noise=0.8, blur=0.5)
     semi = SemiSupervisedConfig(r["threshold"], r["semi_weight"], r["ema_decay"], r["semi_start"], r["semi_ramp"])

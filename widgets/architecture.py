@@ -15,7 +15,7 @@ from workbench.errors import WorkbenchError
 DEFAULT_ARCH = "unet2d"
 
 #: training settings offered under "advanced", with their defaults (TrainConfig field names)
-TRAIN_DEFAULTS = {"batch_size": 4, "lr": 1e-3, "patch_shape": None, "target": "semantic", "augment": True}
+TRAIN_DEFAULTS = {"batch_size": None, "lr": 1e-3, "patch_shape": None, "target": "semantic", "augment": True}
 
 
 def measure_speed(info, repeats: int = 2) -> dict:
@@ -167,7 +167,7 @@ class ArchitecturePanel:
         self.chosen.value = f"<p>Chosen: <b>{html.escape(info.title)}</b> (<code>{name}</code>)</p>"
         self._build_options(info)
         train = dict(TRAIN_DEFAULTS, **self.ctx.project.state.get("train", {}))
-        self.batch.value = int(train["batch_size"])
+        self.batch.value = int(train["batch_size"] or info.default_batch)
         self.lr.value = float(train["lr"])
         self.patch.value = "" if not train["patch_shape"] else ", ".join(map(str, train["patch_shape"]))
         self.augment.value = bool(train["augment"])
@@ -218,7 +218,8 @@ class ArchitecturePanel:
         TrainConfig(arch=info.name, arch_options=opts, batch_size=self.batch.value, lr=self.lr.value,
                     patch_shape=patch).validate()
         train = dict(self.ctx.project.state.get("train", {}))
-        train.update(batch_size=self.batch.value, lr=self.lr.value, patch_shape=patch, augment=self.augment.value)
+        batch = None if self.batch.value == info.default_batch else self.batch.value  # follows the architecture
+        train.update(batch_size=batch, lr=self.lr.value, patch_shape=patch, augment=self.augment.value)
         self.ctx.project.state.update(arch_options=opts, train=train)
         self.ctx.emit("arch")
         self.status.set("settings saved", "ok")

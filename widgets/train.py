@@ -209,7 +209,7 @@ class TrainPanel:
             arch_options=dict(p.state.get("arch_options") or {}),
             target="semantic",
             classes=[c.name for c in p.classes],
-            batch_size=int(st.get("batch_size", 4)),
+            batch_size=st.get("batch_size"),
             lr=float(st.get("lr", 1e-3)),
             patch_shape=st.get("patch_shape"),
             iterations=iterations if iterations is not None else (None if minutes else 500),

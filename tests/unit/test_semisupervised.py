@@ -32,6 +32,14 @@ def test_pseudo_labels_keep_only_confident_unlabelled_voxels():
     assert mask.tolist() == [[[True, False, True, False]]]  # 0.5 unsure, the last one is labelled
 
 
+def test_pseudo_labels_with_one_threshold_per_class():
+    probs = _probs([0.7, 0.4, 0.2, 0.97])  # class 1 at 0.7 and 0.97; class 0 at 0.6 and 0.8
+    labelled = torch.zeros(1, 1, 4, dtype=torch.bool)
+    cls, mask = pseudo_labels(probs, labelled, threshold=(0.55, 0.9))
+    assert cls.tolist() == [[[1, 0, 0, 1]]]
+    assert mask.tolist() == [[[False, True, True, True]]]
+
+
 def test_loss_is_zero_with_zero_gradient_when_nothing_is_confident():
     probs = _probs([0.6, 0.4, 0.55])
     labelled = torch.zeros(1, 1, 3, dtype=torch.bool)
@@ -154,3 +162,21 @@ def test_estimate_prior_recovers_class_proportions():
     adj = adjust_to_prior(probs, [0.5, 0.5], prior)
     assert np.allclose(adj.sum(0), 1, atol=1e-5)
     assert adj[0].mean() < probs[0].mean()  # the rarer class loses probability
+
+
+def test_per_class_thresholds_must_match_the_classes():
+    import numpy as np
+
+    from workbench.errors import WorkbenchError
+    from workbench.training import TrainConfig
+    from workbench.training.semisupervised import make_semi_supervised
+
+    labels = np.zeros((1, 8, 8), np.uint8)
+    labels[0, 0, :3] = 1
+    labels[0, 7, :3] = 2
+    model = torch.nn.Conv2d(1, 2, 1)
+    assert make_semi_supervised("mean-teacher", model, labels, options={"threshold": [0.6, 0.9]}) is not None
+    with pytest.raises(WorkbenchError, match="3 values but the labels have 2 classes"):
+        make_semi_supervised("mean-teacher", model, labels, options={"threshold": [0.6, 0.9, 0.9]})
+    with pytest.raises(WorkbenchError, match="threshold"):
+        TrainConfig(semi_options={"threshold": [0.6, 1.5]}).validate()

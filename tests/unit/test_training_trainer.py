@@ -245,9 +245,30 @@ def test_trainer_patch_larger_than_volume(tmp_path):
 
 def test_default_patch_is_clipped_to_a_small_volume(tmp_path):
     raw, labels = _data()
-    t = Trainer(_config(patch_shape=None, augment=AugmentConfig.none(), iterations=1), raw, labels, tmp_path / "r")
-    assert t.patch_shape == (1, 32, 36)
+    t = Trainer(_config(patch_shape=None, batch_size=None, augment=AugmentConfig.none(), iterations=1), raw, labels,
+                tmp_path / "r")
+    assert t.patch_shape == (1, 32, 36) and t.batch_size == 16  # unet2d: 16 patches of up to 128^2
     t.run()
+
+
+def test_mean_teacher_run_keeps_the_teacher_and_resumes_exactly(tmp_path):
+    raw, labels = _data()
+
+    def config(n):
+        return _config(iterations=n, schedule="constant", semi_supervised="mean-teacher",
+                       semi_options={"start": 0.0, "ramp": 0.0, "threshold": [0.5, 0.6]})
+
+    Trainer(config(3), raw, labels, tmp_path / "a").run()
+    resumed = Trainer(config(6), raw, labels, tmp_path / "a", resume=True)
+    assert resumed.start_iteration == 3
+    resumed.run()
+    straight = Trainer(config(6), raw, labels, tmp_path / "b")
+    straight.run()
+    ck = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert {"student", "semi"} <= set(ck) and ck["semi"]["updates"] == 6
+    assert straight.semi.pseudo_fraction > 0  # pseudo-labels were used
+    for (k, a), b in zip(resumed.model.state_dict().items(), straight.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k, rtol=1e-5, atol=1e-6)
 
 
 # -- command line --------------------------------------------------------------------------------------
@@ -273,13 +294,14 @@ def test_cli_train_and_export_end_to_end(tiff_data):
     env.pop("WORKBENCH_NO_REEXEC", None)  # exercise the re-exec with the tuned allocator too
     cmd = [sys.executable, "-m", "workbench", "train", "--raw", str(d / "raw.tif"), "--labels", str(d / "labels.tif"),
            "--arch", "unet2d", "--out", str(d / "run"), "--iterations", "4", "--patch", "1", "16", "16", "--batch", "2",
-           "--seed", "1", "--device", "cpu"]
+           "--seed", "1", "--device", "cpu", "--semi", "mean-teacher"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     summary = res.stdout.strip().splitlines()
     assert len(summary) == 1 and "4 iterations" in summary[0] and "loss" in summary[0]
     assert "train unet2d" in res.stderr  # the progress bar
-    assert load_checkpoint(d / "run" / "checkpoint.pt")["iteration"] == 4
+    ck = load_checkpoint(d / "run" / "checkpoint.pt")
+    assert ck["iteration"] == 4 and "semi" in ck  # the teacher's state, to resume exactly
     cmd[cmd.index("--iterations") + 1] = "6"
     res = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

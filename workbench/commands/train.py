@@ -23,12 +23,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="semantic", choices=("semantic", "boundaries", "affinities"),
                         help="semantic classes, or boundaries / affinities from instance labels")
     parser.add_argument("--patch", nargs=3, type=int, metavar=("Z", "Y", "X"), help="patch shape (default: per architecture)")
-    parser.add_argument("--batch", type=int, default=4, metavar="N", help="patches per batch (default 4)")
+    parser.add_argument("--batch", type=int, metavar="N",
+                        help="patches per batch (default: the architecture's, 16 for unet2d, 4 for 3D models)")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
     parser.add_argument("--val-slices", nargs="+", type=int, default=[], metavar="Z", help="hold out these z slices for validation")
     parser.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
                         help="hold out this fraction of labelled strokes (connected components) for validation")
     parser.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    parser.add_argument("--semi", choices=("none", "mean-teacher"), default="none",
+                        help="learn from the unlabelled voxels of sparse labels too: mean-teacher pseudo-labels "
+                             "(default none)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from workbench.training import AugmentConfig, TrainConfig, Trainer
 
     info = get_architecture(args.arch)  # unknown name: a clear message before anything is read
-    if args.batch < 1:
+    if args.batch is not None and args.batch < 1:
         raise WorkbenchError(f"--batch must be positive, got {args.batch}")
     raw = open_volume(args.raw)
     labels = open_labels(args.labels)
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         val_slices=list(args.val_slices),
         val_fraction=args.val_fraction,
         augment=AugmentConfig.none() if args.no_augment else AugmentConfig(),
+        semi_supervised=args.semi,
     )
     t0 = time.perf_counter()
     trainer = Trainer(config, raw, labels, args.out, resume=args.resume)  # bad input fails here, before the bar

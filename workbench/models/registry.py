@@ -28,6 +28,7 @@ class ArchitectureInfo:
         receptive_field_fn: ``fn(options) -> (z, y, x)`` voxels seen by one output voxel.
         divisor_fn: ``fn(options) -> (z, y, x)`` total down-sampling factor (inputs are padded to it).
         default_patch: training patch shape (z, y, x) that suits the architecture.
+        default_batch: patches per training step with ``default_patch``.
     """
 
     name: str
@@ -40,6 +41,7 @@ class ArchitectureInfo:
     divisor_fn: Callable[[dict], tuple[int, int, int]]
     default_patch: tuple[int, int, int]
     kind: str = "torch"
+    default_batch: int = 4
     _defaults: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -101,6 +103,7 @@ def register_architecture(
     divisor: Callable[[dict], tuple[int, int, int]],
     default_patch: tuple[int, int, int],
     kind: str = "torch",
+    default_batch: int = 4,
 ):
     """Decorator registering a model builder under ``name``.
 
@@ -124,6 +127,7 @@ def register_architecture(
             divisor_fn=divisor,
             default_patch=tuple(default_patch),
             kind=kind,
+            default_batch=int(default_batch),
             _defaults=copy.deepcopy(defaults),
         )
         return builder

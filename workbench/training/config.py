@@ -44,6 +44,7 @@ class TrainConfig:
         target: ``semantic`` (classes 1..K of sparse labels), ``boundaries`` or ``affinities`` (instance labels).
         classes: class names for ``semantic`` (empty: ``class 1..K`` from the labels).
         patch_shape: (z, y, x) or None for the architecture default clipped to the volume.
+        batch_size: patches per step, or None for the architecture default (16 x 128^2 for unet2d).
         iterations / minutes: stop after whichever is reached first (at least one must be set).
         val_slices: z indices held out for validation; ``val_fraction``: fraction of labelled connected
             components (strokes) held out instead. Both empty: no validation.
@@ -56,7 +57,7 @@ class TrainConfig:
     classes: list[str] = field(default_factory=list)
     offsets: list[list[int]] | None = None
     patch_shape: list[int] | None = None
-    batch_size: int = 4
+    batch_size: int | None = None  # None: the architecture's default_batch
     iterations: int | None = 500
     minutes: float | None = None
     lr: float = 1e-3
@@ -75,8 +76,9 @@ class TrainConfig:
     prefetch: int = 2
     normalize_percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
     # learning from the unlabelled voxels of sparse labels (workbench/training/semisupervised.py):
-    # "mean-teacher" (default) or "none"; semi_options override SemiSupervisedConfig fields
-    semi_supervised: str = "mean-teacher"
+    # "none" (default) or "mean-teacher"; semi_options override SemiSupervisedConfig fields (see
+    # benchmarks/results/sparse.json: on ISBI scribbles the teacher closes gaps in membranes but over-predicts them)
+    semi_supervised: str = "none"
     semi_options: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -99,7 +101,7 @@ class TrainConfig:
             raise WorkbenchError(f"iterations must be positive, got {self.iterations}")
         if self.minutes is not None and self.minutes <= 0:
             raise WorkbenchError(f"minutes must be positive, got {self.minutes}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise WorkbenchError(f"batch size must be positive, got {self.batch_size}")
         if self.patch_shape is not None:
             if len(self.patch_shape) != 3 or min(self.patch_shape) < 1:
@@ -113,6 +115,10 @@ class TrainConfig:
         bad = sorted(set(self.semi_options) - set(SemiSupervisedConfig.__dataclass_fields__))
         if bad:
             raise WorkbenchError(f"unknown semi_options {bad}; valid: {', '.join(SemiSupervisedConfig.__dataclass_fields__)}")
+        thr = self.semi_options.get("threshold", 0.5)
+        thresholds = thr if isinstance(thr, (list, tuple)) else [thr]
+        if not thresholds or not all(isinstance(t, (int, float)) and 0 < t <= 1 for t in thresholds):
+            raise WorkbenchError(f"semi_options threshold must be a probability in (0, 1] or one per class, got {thr!r}")
         if not 0 <= self.val_fraction < 1:
             raise WorkbenchError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 

@@ -28,14 +28,15 @@ class SemiSupervisedConfig:
     """Settings of mean-teacher self-training.
 
     Attributes:
-        threshold: a teacher probability at least this high makes a pseudo-label.
+        threshold: a teacher probability at least this high makes a pseudo-label; or a list, one per class
+            (class order of the labels), e.g. lower for thin membranes than for large interiors.
         weight: weight of the pseudo-label loss relative to the scribble loss (after ramp-up).
         ema_decay: teacher weights = decay * teacher + (1 - decay) * student after each step.
         start: fraction of the run (iterations, or minutes) before pseudo-labels are used.
         ramp: fraction of the run over which the weight ramps from 0 to ``weight`` after ``start``.
     """
 
-    threshold: float = 0.9
+    threshold: float | list[float] = 0.9
     weight: float = 1.0
     ema_decay: float = 0.99
     start: float = 0.15
@@ -91,14 +92,20 @@ def pseudo_labels(teacher_probs, labelled, threshold: float):
     Args:
         teacher_probs: (B, C, *spatial) probabilities.
         labelled: bool (B, *spatial), True where the annotation already gives a class.
-        threshold: minimum teacher probability of the arg-max class.
+        threshold: minimum teacher probability of the arg-max class; a sequence gives one per class
+            (e.g. a lower one for thin membranes, which a teacher is rarely sure of).
 
     Returns:
         (classes long (B, *spatial), mask bool (B, *spatial)): mask is True on unlabelled voxels where the
         teacher is confident.
     """
     conf, cls = teacher_probs.max(1)
-    mask = (conf >= threshold) & ~labelled.bool()
+    if isinstance(threshold, (int, float)):
+        mask = conf >= threshold
+    else:  # one threshold per class: the arg-max class's own
+        per_class = teacher_probs.new_tensor([float(t) for t in threshold])
+        mask = conf >= per_class[cls]
+    mask = mask & ~labelled.bool()
     return cls, mask
 
 
@@ -242,6 +249,7 @@ def make_semi_supervised(method: str, model, labels, activation: str = "softmax"
 
     Raises:
         ValueError: unknown method or option name.
+        WorkbenchError: per-class thresholds whose number differs from the number of classes.
     """
     import numpy as np
 
@@ -256,6 +264,12 @@ def make_semi_supervised(method: str, model, labels, activation: str = "softmax"
         return None
     if float(np.count_nonzero(labels)) / max(1, np.size(labels)) > DENSE_FRACTION:
         return None
+    thr = options.get("threshold")
+    if isinstance(thr, (list, tuple)) and len(thr) != int(np.max(labels)):
+        from workbench.errors import WorkbenchError
+
+        raise WorkbenchError(f"semi_options threshold has {len(thr)} values but the labels have "
+                             f"{int(np.max(labels))} classes")
     return MeanTeacher(model, SemiSupervisedConfig(**options), seed=seed)
 
 

@@ -155,6 +155,7 @@ class Trainer:
         self.volume_shape = raw.shape
         self.task = self._make_task(labels)
         self.patch_shape = self._patch_shape(raw.shape)
+        self.batch_size = int(config.batch_size or self.info.default_batch)
 
         self._resume_state = self._read_resume_state()
         #: iteration the run starts from (the checkpoint's when resuming)
@@ -349,7 +350,7 @@ class Trainer:
         from workbench.training.augment import augment_batch
 
         rng, g = _batch_generators(self.config.seed, index)
-        raw, labels = self.sampler.sample(rng, self.config.batch_size)
+        raw, labels = self.sampler.sample(rng, self.batch_size)
         raw_t, lab_t = torch.from_numpy(raw), torch.from_numpy(labels)
         raw_t, lab_t = augment_batch(raw_t, lab_t, self.config.augment, g)
         target, mask = self.task.make(lab_t)
@@ -364,7 +365,7 @@ class Trainer:
         batches = []
         left = VAL_PATCHES
         while left > 0:
-            n = min(left, self.config.batch_size)
+            n = min(left, self.batch_size)
             raw, labels = self.val_sampler.sample(rng, n)
             raw_t, lab_t = torch.from_numpy(raw), torch.from_numpy(labels)
             target, mask = self.task.make(lab_t)
@@ -495,7 +496,7 @@ class Trainer:
                         "elapsed_s": now - t0,
                         "loss": run_loss / run_n,
                         "lr": lr,
-                        "patches_per_s": run_n * cfg.batch_size / max(now - last_log, 1e-9),
+                        "patches_per_s": run_n * self.batch_size / max(now - last_log, 1e-9),
                     }
                     if do_val:
                         record.update(self._validate(model, val_batches, device, memory_format))
@@ -510,7 +511,7 @@ class Trainer:
             now = time.monotonic()
             self._log({"iteration": self.iteration, "elapsed_s": now - t0, "loss": run_loss / run_n,
                        "lr": self._lr_at(self.iteration - 1),
-                       "patches_per_s": run_n * cfg.batch_size / max(now - last_log, 1e-9)})
+                       "patches_per_s": run_n * self.batch_size / max(now - last_log, 1e-9)})
         if semi is not None:
             self.model = semi.model  # the teacher is the model kept (it is what the checkpoint holds)
         checkpoint()
