@@ -251,7 +251,7 @@ def main() -> int:
     p.add_argument("--scheduler")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--workers", default="auto", help="(stage argument) blocks in flight: N or auto")
-    p.add_argument("--sizes-gb", nargs="+", type=float, default=[1.0, 4.0])
+    p.add_argument("--sizes-gb", nargs="*", type=float, default=[1.0, 4.0], help="volume sizes of the series (none: skip it)")
     p.add_argument("--monai-gb", type=float, default=0.25, help="(stage argument) MONAI's sub-volume")
     p.add_argument("--extras-gb", type=float, default=0.25,
                    help="volume for the torch.compile, Dask and MONAI comparisons (0: skip them)")
