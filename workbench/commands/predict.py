@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cluster (default: threads in this process)")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation: average 8 rotations/flips")
     parser.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
-                        help="block (= output chunk) shape (default 8 1024 1024 for 2D models, 64 256 256 for 3D)")
+                        help="block shape, a whole number of output chunks (default 8 2048 2048 for 2D models, 64 256 256 for 3D)")
     parser.add_argument("--channel", type=int, metavar="N", help="channel of a multi-channel raw volume")
     parser.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
                         help="storage of probabilities (default uint8 = round(255 p))")
