@@ -157,7 +157,34 @@ DEFAULT_RECIPE = {
     "semi_ramp": 0.15,
     "strong": True,         # student sees stronger intensity augmentation than the teacher
     "balance": "none",      # none | prior (class weights = true prior / scribble prior)
+    "ema": 0.0,             # > 0: also keep an exponential moving average of the weights (info["ema_model"])
+    "context": 0,           # > 0: 2.5D input, the sections z - context .. z + context as channels
+    "ws_pseudo": None,      # {"at": [progress, ...], "cut": 0.5, "interior_erode": 0}: watershed pseudo-labels
 }
+
+
+def watershed_pseudo_labels(p: np.ndarray, scribbles: np.ndarray, cut: float = 0.5, interior_erode: int = 0):
+    """Pseudo-labels of one slice from its interior probability ``p`` and its scribbles (0 = unlabelled).
+
+    The slice is segmented with the benchmark's watershed, neighbouring cells whose shared boundary is weak
+    (mean membrane probability < ``cut``) are merged, and the boundaries left are labelled membrane (closing
+    the gaps of a partly seen membrane); with ``interior_erode`` > 0 the cells eroded by that many pixels
+    are labelled interior. Scribbles win where both say something."""
+    from scipy import ndimage as ndi
+    from skimage import graph
+    from skimage.segmentation import find_boundaries
+
+    ws = watershed_cells(p)
+    if ws.max() < 2:  # no or one cell: nothing to say
+        return scribbles.copy()
+    rag = graph.rag_boundary(ws, (1.0 - p).astype(np.float64))
+    merged = graph.cut_threshold(ws, rag, cut, in_place=False)
+    out = np.zeros_like(scribbles)
+    out[find_boundaries(merged, mode="thick")] = MEMBRANE
+    if interior_erode > 0:
+        dist = ndi.distance_transform_edt(~find_boundaries(merged, mode="inner"))
+        out[(dist > interior_erode) & (out == 0)] = INTERIOR
+    return np.where(scribbles > 0, scribbles, out)
 
 
 def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minutes: float | None = None,
@@ -188,7 +215,24 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
     xnorm = normalise(raw, norm)
     lab = labels.astype(np.int64)
     sampler = PatchSampler(xnorm, lab, (1, r["patch"], r["patch"]), seed=seed)
-    model = build_model("unet2d", 1, 2, base_channels=r["base_channels"]).to(memory_format=torch.channels_last)
+    k = int(r["context"])
+    model = build_model("unet2d", 1 + 2 * k, 2, base_channels=r["base_channels"]).to(memory_format=torch.channels_last)
+    rawpad = np.pad(xnorm, ((k, k), (0, 0), (0, 0)), mode="reflect") if k else None
+
+    def draw(sampler, rng, n):
+        if not k:
+            return sampler.sample(rng, n)
+        ps = r["patch"]
+        xs = np.empty((n, 1 + 2 * k, ps, ps), np.float32)
+        ys = np.zeros((n, 1 + 2 * k, ps, ps), np.int64)
+        for b in range(n):
+            z, y, x = sampler.patch_start(rng)
+            xs[b] = rawpad[z:z + 1 + 2 * k, y:y + ps, x:x + ps]
+            ys[b, k] = sampler.labels[z, y:y + ps, x:x + ps]
+        return xs, ys
+
+    def as_input(x):
+        return (x if k else x[:, None, 0]).contiguous(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=1e-4)
     aug = AugmentConfig(**r.get("aug", {})) if r["augment"] == "default" else \
         AugmentConfig(True, True, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -201,6 +245,15 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
         sc = np.bincount(lab[lab > 0].ravel(), minlength=3)[1:] / max(1, (lab > 0).sum())
         prior = np.array([0.22, 0.78])
         weights = torch.tensor(prior / np.maximum(sc, 1e-6), dtype=torch.float32)
+    ema = None
+    if r["ema"]:
+        import copy
+
+        ema = copy.deepcopy(model).eval()
+        for q in ema.parameters():
+            q.requires_grad_(False)
+    pseudo_at = sorted((r["ws_pseudo"] or {}).get("at", []))
+    pseudo_rounds = 0
     total = iterations
     budget = minutes * 60 if minutes else math.inf
     t0 = time.perf_counter()
@@ -211,6 +264,19 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
         if (iterations is not None and it >= iterations) or elapsed >= budget:
             break
         progress = it / total if total else elapsed / budget
+        if pseudo_rounds < len(pseudo_at) and progress >= pseudo_at[pseudo_rounds]:
+            wp = r["ws_pseudo"]
+            src = ema if ema is not None else model
+            pint = interior_prob(predict_logits(src, raw, norm, context=k)[TRAIN])
+            model.train()
+            new = lab.copy()
+            for z in range(pint.shape[0]):
+                new[z] = watershed_pseudo_labels(pint[z], lab[z], wp.get("cut", 0.5), wp.get("interior_erode", 0))
+            sampler = PatchSampler(xnorm, new, (1, r["patch"], r["patch"]), seed=seed + 1 + pseudo_rounds)
+            pseudo_rounds += 1
+            log({"it": it, "pseudo_round": pseudo_rounds, "labelled": round(float((new[TRAIN] > 0).mean()), 3),
+                 "membrane": round(float((new[TRAIN] == MEMBRANE).sum() / max(1, (new[TRAIN] > 0).sum())), 3)},
+                flush=True)
         # lr schedule
         if r["schedule"] == "onecycle":
             warm = 0.25
@@ -222,7 +288,7 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
             gr["lr"] = lr
         rng = np.random.default_rng([seed, it])
         g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        xr, yl = sampler.sample(rng, r["batch_size"])
+        xr, yl = draw(sampler, rng, r["batch_size"])
         if r.get("view") == "trainer":  # as the Trainer does: the usual augmentation, then a strong view
             xr, yl = augment_batch(torch.from_numpy(xr), torch.from_numpy(yl), aug, g)
             x_weak = xr
@@ -233,8 +299,8 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
             x_student = _intensity(xr.clone(), strong if r["strong"] else aug, g) \
                 if (r["semi"] != "none" and r["strong"]) else _intensity(xr.clone(), aug, g)
         target, _ = semantic_target(yl)
-        target = target[:, 0]
-        xs = x_student[:, None, 0].contiguous(memory_format=torch.channels_last)
+        target = target[:, k]
+        xs = as_input(x_student)
         logits = model(xs)
         if weights is not None:
             n = (target != IGNORE_INDEX).sum().clamp_min(1)
@@ -247,7 +313,7 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
         frac = 0.0
         w = ramp_weight(progress, semi)
         if r["semi"] in ("mean-teacher", "self") and w > 0:
-            xw = x_weak[:, None, 0].contiguous(memory_format=torch.channels_last)
+            xw = as_input(x_weak)
             if teacher is not None:
                 tp = teacher.predict(xw)
             else:
@@ -267,25 +333,39 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
         opt.step()
         if teacher is not None:
             teacher.update(model)
+        if ema is not None:
+            with torch.no_grad():
+                d = r["ema"] if it >= 20 else 0.0
+                for qe, qm in zip(ema.parameters(), model.parameters()):
+                    qe.mul_(d).add_(qm.detach(), alpha=1 - d)
+                for be, bm in zip(ema.buffers(), model.buffers()):
+                    be.copy_(bm)
         it += 1
         if it % 100 == 0:
             hist.append({"it": it, "s": round(time.perf_counter() - t0, 1), "sup": round(float(sup), 4),
                          "loss": round(float(loss), 4), "pl_frac": round(frac, 3)})
             log(hist[-1], flush=True)
     info = {"iterations": it, "train_s": round(time.perf_counter() - t0, 1), "normalisation": norm,
-            "history": hist[-3:]}
+            "history": hist[-3:], "ema_model": ema}
     final = teacher.model if (teacher is not None and r.get("use_teacher", True)) else model
     return final, info
 
 
-def predict_logits(model, raw_slices, norm) -> np.ndarray:
-    """Logits (Z, 2, Y, X) of a 2D model on normalised raw slices."""
+def predict_logits(model, raw_slices, norm, context: int = 0) -> np.ndarray:
+    """Logits (Z, 2, Y, X) of a 2D model on normalised raw slices (with ``context`` sections each side as
+    input channels, reflected at the ends)."""
     import torch
 
     from workbench.training.data import normalise
 
     model.eval()
-    x = torch.from_numpy(normalise(raw_slices, norm))[:, None].contiguous(memory_format=torch.channels_last)
+    xn = normalise(raw_slices, norm)
+    if context:
+        pad = np.pad(xn, ((context, context), (0, 0), (0, 0)), mode="reflect")
+        xn = np.stack([pad[z:z + 1 + 2 * context] for z in range(xn.shape[0])])
+        x = torch.from_numpy(xn).contiguous(memory_format=torch.channels_last)
+    else:
+        x = torch.from_numpy(xn)[:, None].contiguous(memory_format=torch.channels_last)
     out = []
     with torch.inference_mode():
         for i in range(0, x.shape[0], 5):

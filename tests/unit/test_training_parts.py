@@ -175,3 +175,37 @@ def test_augmentation_is_reproducible_from_the_generator():
     a = augment_batch(raw, labels, AugmentConfig(), torch.Generator().manual_seed(5))
     b = augment_batch(raw, labels, AugmentConfig(), torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_volume_tiles_cover_the_volume_with_equal_tiles():
+    from workbench.training.batchnorm import volume_tiles
+
+    tiles = volume_tiles((3, 50, 70), (1, 32, 32))
+    assert {tuple(s.stop - s.start for s in t) for t in tiles} == {(1, 32, 32)}
+    covered = np.zeros((3, 50, 70), bool)
+    for t in tiles:
+        covered[t] = True
+    assert covered.all() and len(tiles) == 3 * 2 * 3
+    assert volume_tiles((2, 10, 10), (4, 64, 64)) == [(slice(0, 2), slice(0, 10), slice(0, 10))]  # clipped
+    few = volume_tiles((3, 50, 70), (1, 32, 32), max_voxels=4 * 32 * 32, seed=1)
+    assert len(few) == 4 and all(t in tiles for t in few) and few == volume_tiles((3, 50, 70), (1, 32, 32), 4 * 32 * 32, 1)
+
+
+def test_recalibrated_batchnorm_statistics_are_those_of_the_volume():
+    from workbench.training.batchnorm import batchnorm_buffers, has_batchnorm, recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 3, 3, padding=1)
+    model = torch.nn.Sequential(conv, torch.nn.BatchNorm2d(3))
+    volume = np.random.default_rng(0).normal(2.0, 3.0, (4, 16, 16)).astype(np.float32)
+    before = batchnorm_buffers(model)
+    assert has_batchnorm(model) and set(before) == {"1.running_mean", "1.running_var", "1.num_batches_tracked"}
+    info = recalibrate_batchnorm(model, volume, (1, 16, 16), 2, torch.device("cpu"), batch_size=4)
+    assert info["tiles"] == 4 and info["voxels"] == 4 * 16 * 16
+    with torch.no_grad():
+        feats = conv(torch.from_numpy(volume)[:, None])
+    torch.testing.assert_close(model[1].running_mean, feats.mean((0, 2, 3)), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model[1].running_var, feats.var((0, 2, 3)), rtol=1e-3, atol=1e-4)
+    assert model[1].momentum == 0.1 and not torch.equal(model[1].running_mean, before["1.running_mean"])
+    plain = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.GroupNorm(1, 2))
+    assert not has_batchnorm(plain) and recalibrate_batchnorm(plain, volume, (1, 8, 8), 2, "cpu")["tiles"] == 0

@@ -299,13 +299,14 @@ def test_cli_train_and_export_end_to_end(tiff_data):
     assert res.returncode == 0, res.stderr
     summary = res.stdout.strip().splitlines()
     assert len(summary) == 1 and "4 iterations" in summary[0] and "loss" in summary[0]
+    assert "BatchNorm statistics from" in summary[0]
     assert "train unet2d" in res.stderr  # the progress bar
     ck = load_checkpoint(d / "run" / "checkpoint.pt")
     assert ck["iteration"] == 4 and "semi" in ck  # the teacher's state, to resume exactly
     cmd[cmd.index("--iterations") + 1] = "6"
-    res = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([*cmd, "--resume", "--no-bn-recalibration"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert load_checkpoint(d / "run" / "checkpoint.pt")["iteration"] == 6
+    assert load_checkpoint(d / "run" / "checkpoint.pt")["iteration"] == 6 and "BatchNorm" not in res.stdout
     # exports
     assert main(["export", "--model", str(d / "run"), "--format", "torchscript", str(d / "m.pt")]) == 0
     scripted = torch.jit.load(str(d / "m.pt"))
@@ -375,3 +376,62 @@ def test_export_of_forest_is_refused(tmp_path, capsys):
     Trainer(_config(arch="forest", arch_options={"n_estimators": 2}), raw, labels, tmp_path / "run").run()
     assert main(["export", "--model", str(tmp_path / "run"), "--format", "torchscript", str(tmp_path / "m.pt")]) == 2
     assert "not a neural network" in capsys.readouterr().err
+
+
+def test_cosine_schedule_follows_the_time_budget():
+    raw, labels = _data()
+    lr = 1e-3
+    timed = Trainer(_config(iterations=None, minutes=2, lr=lr), raw, labels, "unused", resume=False)
+    assert timed._lr_at(0, 0.0) == pytest.approx(lr / 2)  # warm-up
+    assert timed._lr_at(5, 0.0) == pytest.approx(lr)
+    assert timed._lr_at(5, 60.0) == pytest.approx(lr * (0.05 + 0.95 * 0.5))
+    assert timed._lr_at(5, 120.0) == pytest.approx(lr * 0.05)
+    both = Trainer(_config(iterations=10, minutes=2, lr=lr), raw, labels, "unused", resume=False)
+    assert both._lr_at(6, 0.0) == pytest.approx(lr * (0.05 + 0.95 * 0.5))  # iterations are further along
+    assert both._lr_at(6, 90.0) < both._lr_at(6, 0.0)  # time is further along
+    constant = Trainer(_config(iterations=None, minutes=2, lr=lr, schedule="constant"), raw, labels, "unused")
+    assert constant._lr_at(5, 119.0) == lr
+
+
+def test_resumed_run_trains_only_the_rest_of_its_time_budget(tmp_path):
+    raw, labels = _data()
+    run = tmp_path / "timed"
+    first = Trainer(_config(iterations=None, minutes=0.01), raw, labels, run)
+    first.run()
+    ck = load_checkpoint(run / "checkpoint.pt")
+    assert ck["train_seconds"] >= 0.6 and ck["iteration"] == first.iteration >= 1
+    again = Trainer(_config(iterations=None, minutes=0.01), raw, labels, run, resume=True)
+    again.run()  # the budget is used up: nothing more is trained
+    assert again.iteration == first.iteration
+    longer = Trainer(_config(iterations=None, minutes=0.02), raw, labels, run, resume=True)
+    longer.run()
+    assert longer.iteration > first.iteration and load_checkpoint(run / "checkpoint.pt")["train_seconds"] >= 1.2
+    logged = [json.loads(line)["elapsed_s"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert logged == sorted(logged)  # time counts on across the resumed parts
+
+
+def test_final_model_has_the_volume_batchnorm_statistics_and_resumes_exactly(tmp_path):
+    from workbench.training.batchnorm import batchnorm_buffers
+
+    raw, labels = _data()
+    first = Trainer(_config(iterations=4, schedule="constant"), raw, labels, tmp_path / "run")
+    first.run()
+    ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert first.bn_recalibration["tiles"] >= 1 and ck["bn_recalibration"] == first.bn_recalibration
+    kept = {k: v for k, v in ck["model"].items() if k in ck["bn_training"]}
+    assert kept.keys() == ck["bn_training"].keys() and kept
+    assert any(not torch.equal(kept[k], ck["bn_training"][k]) for k in kept if "running_mean" in k)
+    off = Trainer(_config(iterations=4, schedule="constant", bn_recalibration=False), raw, labels, tmp_path / "off")
+    off.run()
+    off_ck = load_checkpoint(tmp_path / "off" / "checkpoint.pt")
+    assert "bn_training" not in off_ck and off.bn_recalibration is None
+    for k, v in ck["bn_training"].items():  # the same training, only the statistics differ
+        torch.testing.assert_close(v, off_ck["model"][k])
+    # resuming continues from the training statistics: equal to an uninterrupted run
+    resumed = Trainer(_config(iterations=7, schedule="constant"), raw, labels, tmp_path / "run", resume=True)
+    resumed.run()
+    straight = Trainer(_config(iterations=7, schedule="constant"), raw, labels, tmp_path / "straight")
+    straight.run()
+    for (k, a), b in zip(resumed.model.state_dict().items(), straight.model.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k, rtol=1e-5, atol=1e-6)
+    assert batchnorm_buffers(resumed.model).keys() == ck["bn_training"].keys()

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
                         help="hold out this fraction of labelled strokes (connected components) for validation")
     parser.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    parser.add_argument("--no-bn-recalibration", action="store_true",
+                        help="keep the BatchNorm statistics of the training patches (by default they are recomputed "
+                             "over the whole volume when training ends)")
     parser.add_argument("--semi", choices=("none", "mean-teacher"), default="none",
                         help="learn from the unlabelled voxels of sparse labels too: mean-teacher pseudo-labels "
                              "(default none)")
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         augment=AugmentConfig.none() if args.no_augment else AugmentConfig(),
         semi_supervised=args.semi,
+        bn_recalibration=not args.no_bn_recalibration,
     )
     t0 = time.perf_counter()
     trainer = Trainer(config, raw, labels, args.out, resume=args.resume)  # bad input fails here, before the bar
@@ -85,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     for key in ("val_loss", "val_accuracy", "val_f1", "train_accuracy"):
         if key in last:
             parts.append(f"{key.replace('_', ' ')} {last[key]:.3f}")
+    if trainer.bn_recalibration and trainer.bn_recalibration["tiles"]:
+        parts.append(f"BatchNorm statistics from {trainer.bn_recalibration['tiles']} tiles of the volume")
     parts.append(f"-> {args.out}")
     print("; ".join(parts))
     return 0

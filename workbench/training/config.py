@@ -45,7 +45,8 @@ class TrainConfig:
         classes: class names for ``semantic`` (empty: ``class 1..K`` from the labels).
         patch_shape: (z, y, x) or None for the architecture default clipped to the volume.
         batch_size: patches per step, or None for the architecture default (16 x 128^2 for unet2d).
-        iterations / minutes: stop after whichever is reached first (at least one must be set).
+        iterations / minutes: stop after whichever is reached first (at least one must be set); the
+            ``cosine`` schedule decays over whichever is further along, so a time-limited run anneals too.
         val_slices: z indices held out for validation; ``val_fraction``: fraction of labelled connected
             components (strokes) held out instead. Both empty: no validation.
         checkpoint_seconds: checkpoint interval; a checkpoint is always written at the end.
@@ -80,6 +81,9 @@ class TrainConfig:
     # benchmarks/results/sparse.json: on ISBI scribbles the teacher closes gaps in membranes but over-predicts them)
     semi_supervised: str = "none"
     semi_options: dict = field(default_factory=dict)
+    # recompute the BatchNorm statistics of the final model over the whole training volume (unlabelled voxels
+    # included) when training ends: the label-centred, augmented patches describe other images (batchnorm.py)
+    bn_recalibration: bool = True
 
     def validate(self) -> None:
         """Raise ``WorkbenchError`` for values that cannot work."""

@@ -138,6 +138,10 @@ class Trainer:
         self.should_stop = should_stop
         self.resume = resume
         self.iteration = 0
+        #: seconds spent training, over every resumed part of the run (what ``minutes`` limits)
+        self.train_seconds = 0.0
+        #: what the BatchNorm recalibration at the end of training did (tiles, voxels, seconds)
+        self.bn_recalibration: dict | None = None
         self.history: list[dict] = []
         self.error: BaseException | None = None
         self.last_checkpoint: Path | None = None
@@ -313,6 +317,7 @@ class Trainer:
             "channel_names": list(self.task.channel_names),
             "offsets": self.task.offsets,
             "iteration": int(self.iteration),
+            "train_seconds": float(self.train_seconds),
         }
 
     # -- training ----------------------------------------------------------------------------------------
@@ -323,13 +328,25 @@ class Trainer:
             return self._run_forest()
         return self._run_torch()
 
-    def _lr_at(self, it: int) -> float:
+    def _done_fraction(self, it: int, seconds: float) -> float:
+        """How far the run is, 0..1: the larger of iterations done / ``iterations`` and seconds / ``minutes``."""
+        cfg = self.config
+        done = 0.0
+        if cfg.iterations:
+            done = max(done, (it - cfg.warmup) / max(1, cfg.iterations - cfg.warmup))
+        if cfg.minutes:
+            done = max(done, seconds / (cfg.minutes * 60))
+        return min(1.0, max(0.0, done))
+
+    def _lr_at(self, it: int, seconds: float = 0.0) -> float:
+        """Learning rate at iteration ``it`` after ``seconds`` of training: linear warm-up, then cosine decay
+        to 5 % over the run (over its time budget when ``minutes`` is what ends it first)."""
         cfg = self.config
         lr = cfg.lr
         if cfg.warmup and it < cfg.warmup:
             return lr * (it + 1) / cfg.warmup
-        if cfg.schedule == "cosine" and cfg.iterations:
-            t = min(1.0, (it - cfg.warmup) / max(1, cfg.iterations - cfg.warmup))
+        if cfg.schedule == "cosine":
+            t = self._done_fraction(it, seconds)
             return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))
         return lr
 
@@ -415,12 +432,16 @@ class Trainer:
         state = self._resume_state
         if state is not None:
             model.load_state_dict(state["model"])
+            if state.get("bn_training"):  # the statistics training had reached, before their recalibration
+                model.load_state_dict(state["bn_training"], strict=False)
             optimizer.load_state_dict(state["optimizer"])
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             torch.set_rng_state(state["rng"]["torch"])
             start = int(state["iteration"])
         self.iteration = start
+        before = float(state.get("train_seconds", 0.0)) if state is not None else 0.0
+        self.train_seconds = before
         self.model = model
         # -- semi-supervised (mean teacher): None when off, for dense labels or non-class targets --
         from workbench.training.semisupervised import make_semi_supervised
@@ -430,10 +451,18 @@ class Trainer:
         if semi is not None and state is not None and "semi" in state:
             model.load_state_dict(state["student"])  # "model" holds the teacher
             semi.load_state_dict(state["semi"])
+            with torch.no_grad():  # the teacher's statistics are the student's after every step (not recalibrated)
+                for teacher_buf, student_buf in zip(semi.model.buffers(), model.buffers()):
+                    teacher_buf.copy_(student_buf)
         self.semi = semi
+
+        bn_training: dict = {}
 
         def checkpoint():
             ck = self._base_state()
+            if bn_training:
+                ck["bn_training"] = bn_training
+                ck["bn_recalibration"] = self.bn_recalibration
             ck.update({
                 "model": (semi.model if semi is not None else model).state_dict(),  # the teacher when semi
                 "optimizer": optimizer.state_dict(),
@@ -446,7 +475,8 @@ class Trainer:
             self.last_checkpoint = self.run_dir / CHECKPOINT_NAME
 
         total = cfg.iterations
-        deadline = time.monotonic() + cfg.minutes * 60 if cfg.minutes else math.inf
+        # a resumed run trains for what is left of its time budget
+        deadline = time.monotonic() + max(0.0, cfg.minutes * 60 - before) if cfg.minutes else math.inf
         val_batches = self._val_batches()
         prefetch = _Prefetcher(self._make_batch, start, cfg.prefetch)
         model.train()
@@ -457,16 +487,16 @@ class Trainer:
                 x, target, mask = prefetch.get()
                 x = x.to(device, non_blocking=True).contiguous(memory_format=memory_format)
                 target, mask = target.to(device, non_blocking=True), mask.to(device, non_blocking=True)
-                lr = self._lr_at(self.iteration)
+                self.train_seconds = before + time.monotonic() - t0
+                lr = self._lr_at(self.iteration, self.train_seconds)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast(device.type, enabled=use_amp):
                     logits = model(semi.student_input(x, self.iteration) if semi is not None else x)
                 loss = self.task.loss(logits, target, mask)
                 if semi is not None:
-                    done = max(self.iteration / total if total else 0.0,
-                               (time.monotonic() - t0) / (cfg.minutes * 60) if cfg.minutes else 0.0)
-                    loss = loss + semi.loss(x, logits, target != IGNORE_INDEX, min(1.0, done))
+                    done = self._done_fraction(self.iteration, self.train_seconds)
+                    loss = loss + semi.loss(x, logits, target != IGNORE_INDEX, done)
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -481,6 +511,7 @@ class Trainer:
                 if not math.isfinite(loss_value):
                     raise WorkbenchError(f"training diverged (loss {loss_value}) at iteration {self.iteration}; lower the learning rate")
                 self.iteration += 1
+                self.train_seconds = before + time.monotonic() - t0
                 run_loss += loss_value
                 run_n += 1
                 now = time.monotonic()
@@ -493,7 +524,7 @@ class Trainer:
                 if self.iteration % cfg.log_every == 0 or is_last or do_val or self.iteration == start + 1:
                     record = {
                         "iteration": self.iteration,
-                        "elapsed_s": now - t0,
+                        "elapsed_s": before + now - t0,
                         "loss": run_loss / run_n,
                         "lr": lr,
                         "patches_per_s": run_n * self.batch_size / max(now - last_log, 1e-9),
@@ -509,11 +540,19 @@ class Trainer:
             prefetch.close()
         if run_n:
             now = time.monotonic()
-            self._log({"iteration": self.iteration, "elapsed_s": now - t0, "loss": run_loss / run_n,
-                       "lr": self._lr_at(self.iteration - 1),
+            self._log({"iteration": self.iteration, "elapsed_s": before + now - t0, "loss": run_loss / run_n,
+                       "lr": self._lr_at(self.iteration - 1, self.train_seconds),
                        "patches_per_s": run_n * self.batch_size / max(now - last_log, 1e-9)})
         if semi is not None:
             self.model = semi.model  # the teacher is the model kept (it is what the checkpoint holds)
+        if cfg.bn_recalibration:
+            from workbench.training.batchnorm import batchnorm_buffers, recalibrate_batchnorm
+
+            if semi is None:  # the student trains on from these when resumed; the teacher's are copied each step
+                bn_training.update(batchnorm_buffers(model))
+            tile = [self.patch_shape[0], *(2 * p for p in self.patch_shape[1:])]
+            self.bn_recalibration = recalibrate_batchnorm(self.model, self._raw_norm, tile, self.info.dims, device,
+                                                          memory_format, seed=cfg.seed)
         checkpoint()
         return self.history[-1] if self.history else None
 
