@@ -12,6 +12,7 @@ The Trainer is given sections 0-19 only.
 
     python benchmarks/bench_sparse.py                      # every run below, ~45 minutes
     python benchmarks/bench_sparse.py --only mean-teacher-1% forest-1%
+    python benchmarks/bench_sparse.py --only unet2d-1% --seeds 3   # means over training seeds 0-2
     python benchmarks/bench_sparse.py --minutes 1          # a quick look (figures not comparable)
 
 Results are merged into benchmarks/results/sparse.json (one entry per run name; other entries are kept).
@@ -47,7 +48,7 @@ RUNS = {
 }
 
 
-def run_one(name: str, minutes: float, raw, dense, workdir: Path) -> dict:
+def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0) -> dict:
     import numpy as np
 
     from workbench.training import TrainConfig, Trainer, load_run
@@ -59,8 +60,8 @@ def run_one(name: str, minutes: float, raw, dense, workdir: Path) -> dict:
         kwargs["semi_supervised"] = semi
     elif semi != "none":
         raise SystemExit("this workbench has no TrainConfig.semi_supervised option")
-    cfg = TrainConfig(arch=arch, iterations=None, minutes=minutes, device="cpu", seed=0, **kwargs)
-    run_dir = workdir / name
+    cfg = TrainConfig(arch=arch, iterations=None, minutes=minutes, device="cpu", seed=seed, **kwargs)
+    run_dir = workdir / f"{name}-seed{seed}"
     load_before = sp.machine_load()
     t0 = time.perf_counter()
     # the trainer sees the training sections only (their unlabelled voxels too), never the test sections
@@ -119,6 +120,29 @@ def run_one(name: str, minutes: float, raw, dense, workdir: Path) -> dict:
     }
 
 
+def mean_over_seeds(rows: list[dict]) -> dict:
+    """One entry for runs with several training seeds: numbers (also nested) averaged, the rest from the first,
+    with ``seeds``, ``ws_are_per_seed`` and ``ws_are_sd``."""
+    import numpy as np
+
+    def average(items):
+        first = items[0]
+        if isinstance(first, dict):
+            return {k: average([it[k] for it in items]) for k in first if all(isinstance(it, dict) and k in it
+                                                                               for it in items)}
+        if isinstance(first, (int, float)) and not isinstance(first, bool) and all(
+                isinstance(it, (int, float)) for it in items):
+            return round(float(np.mean(items)), 4)
+        return first
+
+    out = average(rows)
+    out.pop("seed", None)
+    out["seeds"] = [r["seed"] for r in rows]
+    out["ws_are_per_seed"] = [r["ws_are"] for r in rows]
+    out["ws_are_sd"] = round(float(np.std([r["ws_are"] for r in rows], ddof=1)), 4) if len(rows) > 1 else 0.0
+    return out
+
+
 def _write(results: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_suffix(".json.tmp")
@@ -144,6 +168,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", nargs="*", default=None, help=f"run names: {', '.join(RUNS)}")
     p.add_argument("--minutes", type=float, default=5.0)
+    p.add_argument("--seeds", type=int, default=1,
+                   help="train each run with seeds 0..N-1 (same scribbles) and record the means and the spread")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--merge", nargs="*", default=None,
                    help="merge the runs of these result files (e.g. from runs made side by side) into --out")
@@ -167,12 +193,15 @@ def main(argv=None) -> int:
                           "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory(prefix="wb-sparse-") as tmp:
         for name in names:
-            print(f"== {name} ({args.minutes:g} min)", flush=True)
-            r = run_one(name, args.minutes, raw, dense, Path(tmp))
-            r["minutes"] = args.minutes
-            r["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            results["runs"][name] = r
-            print(json.dumps(r), flush=True)
+            rows = []
+            seeds = 1 if RUNS[name][0] == "forest" else args.seeds  # the forest's fit is seeded but quick to vary
+            for seed in range(seeds):
+                print(f"== {name} ({args.minutes:g} min, seed {seed})", flush=True)
+                r = run_one(name, args.minutes, raw, dense, Path(tmp), seed)
+                r.update(seed=seed, minutes=args.minutes, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                print(json.dumps(r), flush=True)
+                rows.append(r)
+            results["runs"][name] = mean_over_seeds(rows) if len(rows) > 1 else rows[0]
             _write(results, out)
     return 0
 

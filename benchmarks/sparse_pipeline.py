@@ -159,6 +159,7 @@ DEFAULT_RECIPE = {
     "balance": "none",      # none | prior (class weights = true prior / scribble prior)
     "ema": 0.0,             # > 0: also keep an exponential moving average of the weights (info["ema_model"])
     "context": 0,           # > 0: 2.5D input, the sections z - context .. z + context as channels
+    "self_train": None,     # {"at": [progress, ...], "threshold": 0.95}: confident pseudo-labels of a recalibrated copy
     "ws_pseudo": None,      # {"at": [progress, ...], "cut": 0.5, "interior_erode": 0}: watershed pseudo-labels
 }
 
@@ -252,7 +253,7 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
         ema = copy.deepcopy(model).eval()
         for q in ema.parameters():
             q.requires_grad_(False)
-    pseudo_at = sorted((r["ws_pseudo"] or {}).get("at", []))
+    pseudo_at = sorted((r["ws_pseudo"] or r["self_train"] or {}).get("at", []))
     pseudo_rounds = 0
     total = iterations
     budget = minutes * 60 if minutes else math.inf
@@ -265,14 +266,30 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
             break
         progress = it / total if total else elapsed / budget
         if pseudo_rounds < len(pseudo_at) and progress >= pseudo_at[pseudo_rounds]:
-            wp = r["ws_pseudo"]
             src = ema if ema is not None else model
-            pint = interior_prob(predict_logits(src, raw, norm, context=k)[TRAIN])
-            model.train()
             new = lab.copy()
-            for z in range(pint.shape[0]):
-                new[z] = watershed_pseudo_labels(pint[z], lab[z], wp.get("cut", 0.5), wp.get("interior_erode", 0))
-            sampler = PatchSampler(xnorm, new, (1, r["patch"], r["patch"]), seed=seed + 1 + pseudo_rounds)
+            if r["self_train"]:
+                import copy
+
+                from torch.optim.swa_utils import update_bn
+
+                st = r["self_train"]
+                src = copy.deepcopy(src)
+                xt = torch.from_numpy(xnorm[TRAIN])[:, None]
+                with torch.no_grad():
+                    update_bn([xt[i:i + 4].contiguous(memory_format=torch.channels_last) for i in range(0, 20, 4)], src)
+                pint = interior_prob(predict_logits(src, raw, norm, context=k)[TRAIN])
+                conf_int, conf_mem = pint > st.get("threshold", 0.95), pint < 1 - st.get("threshold", 0.95)
+                unl = lab[TRAIN] == 0
+                new[TRAIN][unl & conf_int] = INTERIOR
+                new[TRAIN][unl & conf_mem] = MEMBRANE
+            else:
+                wp = r["ws_pseudo"]
+                pint = interior_prob(predict_logits(src, raw, norm, context=k)[TRAIN])
+                for z in range(pint.shape[0]):
+                    new[z] = watershed_pseudo_labels(pint[z], lab[z], wp.get("cut", 0.5), wp.get("interior_erode", 0))
+            model.train()
+            sampler = PatchSampler(xnorm, new, (1, r["patch"], r["patch"]), balance=lab, seed=seed + 1 + pseudo_rounds)
             pseudo_rounds += 1
             log({"it": it, "pseudo_round": pseudo_rounds, "labelled": round(float((new[TRAIN] > 0).mean()), 3),
                  "membrane": round(float((new[TRAIN] == MEMBRANE).sum() / max(1, (new[TRAIN] > 0).sum())), 3)},
