@@ -123,6 +123,29 @@ def grid_shape(shape: Sequence[int], block_shape: Sequence[int]) -> tuple[int, .
     return tuple(-(-int(s) // int(b)) for s, b in zip(shape, block_shape))
 
 
+def aligned_tiles(length: int, tile: int, overlap: int, multiple: int) -> list[tuple[int, int]]:
+    """(start, size) of tiles covering ``[0, length)`` whose starts and sizes are multiples of ``multiple``
+    (the last tile may end at ``length`` instead), overlapping by at least ``overlap``.
+
+    A network that down-samples by ``multiple`` then sees every tile on the same pooling grid as the whole
+    region, so tiles agree with one whole-region call wherever the context suffices. The last tile starts at the
+    aligned position nearest to ``length - tile`` below it, so it may be up to ``multiple - 1`` longer.
+    """
+    if multiple <= 1:
+        return [(o, tile if tile < length else length) for o in tile_starts(length, tile, overlap)]
+    if tile >= length:
+        return [(0, length)]
+    tile = max(multiple, tile // multiple * multiple)
+    stride = (tile - overlap) // multiple * multiple
+    if stride <= 0:
+        raise ValueError(f"tile {tile} must be larger than the overlap {overlap} by at least {multiple}")
+    starts = list(range(0, length - tile, stride))
+    last = (length - tile) // multiple * multiple
+    if not starts or last > starts[-1]:
+        starts.append(last)
+    return [(o, tile) for o in starts[:-1]] + [(starts[-1], length - starts[-1])]
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start positions of tiles of ``tile`` voxels covering ``[0, length)`` with at least ``overlap`` overlap.
 

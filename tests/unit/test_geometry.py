@@ -54,3 +54,20 @@ def test_tile_starts(length, tile, overlap):
         assert b - a <= tile - overlap  # overlap at least `overlap`
     with pytest.raises(ValueError):
         tile_starts(100, 10, 10)
+
+
+@pytest.mark.parametrize("length,tile,overlap,multiple", [(100, 32, 18, 4), (40, 32, 10, 4), (10, 32, 2, 4),
+                                                          (70, 24, 8, 1), (257, 64, 16, 8), (65, 33, 9, 2)])
+def test_aligned_tiles_cover_with_overlap_on_the_grid(length, tile, overlap, multiple):
+    from workbench.geometry import aligned_tiles
+
+    tiles = aligned_tiles(length, tile, overlap, multiple)
+    covered = np.zeros(length, bool)
+    for start, size in tiles:
+        covered[start:start + size] = True
+        assert start + size <= length and (multiple == 1 or start % multiple == 0)
+    assert covered.all() and tiles[-1][0] + tiles[-1][1] == length
+    for (a, sa), (b, _) in zip(tiles, tiles[1:]):
+        assert a < b and a + sa - b >= min(overlap, length)
+    if tile < length and multiple > 1:
+        assert all(size % multiple == 0 for _, size in tiles[:-1])

@@ -20,7 +20,7 @@ import numpy as np
 from workbench.errors import WorkbenchError
 from workbench.geometry import Box
 from workbench.inference import output as store_mod
-from workbench.inference.tiling import effective_halo, predict_region
+from workbench.inference.tiling import effective_divisor, effective_halo, predict_region
 
 #: Default largest tile given to the predictor at once (voxels): bounds the network's activations.
 DEFAULT_TILE_VOXELS = 4 * 1024 * 1024
@@ -113,6 +113,9 @@ def predict_block(predictor, raw, core: Box, tile_shape=None, tta: bool = False,
     """
     halo = effective_halo(predictor)
     read = core.grow(halo).intersect(Box.from_shape(raw.shape))
+    if fixed_shape is None:  # start on the down-sampling grid of the whole volume (the same pooling windows)
+        start = tuple(a // d * d for a, d in zip(read.start, effective_divisor(predictor)))
+        read = Box(start, tuple(b - a for a, b in zip(start, read.stop)))
     data = np.asarray(raw[read.slices])
     if fixed_shape is not None:
         nominal = Box(tuple(o - h for o, h in zip(core.offset, halo)),

@@ -4,7 +4,8 @@ How blocks, halos and blending fit together
 -------------------------------------------
 A *block* is one output chunk (its *core*). It is read grown by the predictor's halo (clipped at the
 volume border, never padded, so a block at the border sees exactly what a whole-volume prediction sees),
-predicted, and only its core is written. Core voxels are at least ``halo`` voxels away from the read
+its start moved down onto the predictor's down-sampling grid (``divisor``: pooling windows then fall where
+they fall in a whole-volume call), predicted, and only its core is written. Core voxels are at least ``halo`` voxels away from the read
 edge, so a predictor whose receptive field fits in the halo gives the same values as a whole-volume
 prediction: blocks are independent and their writes never overlap.
 
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from workbench.geometry import Box, tile_starts
+from workbench.geometry import Box, aligned_tiles
 
 #: Yx rotations/flips of test-time augmentation: (number of 90° rotations, flip x).
 TTA_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
@@ -37,6 +38,16 @@ def effective_halo(predictor) -> tuple[int, int, int]:
     if int(getattr(predictor, "spatial_dims", 3)) == 2:
         halo = (0, halo[1], halo[2])
     return halo  # type: ignore[return-value]
+
+
+def effective_divisor(predictor) -> tuple[int, int, int]:
+    """The predictor's down-sampling factor (z, y, x) (``divisor``; 1 when it has none; z 1 for 2D predictors)."""
+    div = tuple(max(1, int(d)) for d in getattr(predictor, "divisor", (1, 1, 1)))
+    if len(div) == 2:
+        div = (1, *div)
+    if int(getattr(predictor, "spatial_dims", 3)) == 2:
+        div = (1, div[1], div[2])
+    return div  # type: ignore[return-value]
 
 
 def ramp_weights(length: int, halo: int, ramp_start: bool, ramp_end: bool) -> np.ndarray:
@@ -98,9 +109,11 @@ def predict_region(
             raise ValueError(f"tile shape {tile} must be at least 4x the halo {halo} where it splits the region")
     # axes with a halo: overlapping tiles of equal size (the last one moved back); axes without one
     # (z of 2D predictors): back-to-back tiles, the last one shorter, so no slice is computed twice
+    # tile starts and sizes are multiples of the predictor's down-sampling factor (region starts are aligned
+    # by the caller), so every tile pools on the whole region's grid
     axes = [
-        [(o, t) for o in tile_starts(s, t, 2 * h)] if h > 0 else [(o, min(t, s - o)) for o in range(0, s, t)]
-        for s, t, h in zip(shape, tile, halo)
+        aligned_tiles(s, t, 2 * h, d) if h > 0 else [(o, min(t, s - o)) for o in range(0, s, t)]
+        for s, t, h, d in zip(shape, tile, halo, effective_divisor(predictor))
     ]
     out = None
     weight_sum = np.zeros(shape, dtype=np.float32)

@@ -31,8 +31,11 @@ class _PredictorBase:
         self.normalisation = dict(state["normalisation"])
         self.iteration = int(state.get("iteration", 0))
         self.halo = info.halo(**state.get("arch_options", config.arch_options))
+        #: total down-sampling (z, y, x): blockwise prediction aligns reads and tiles to it
+        self.divisor = info.divisor(**state.get("arch_options", config.arch_options))
         if self.spatial_dims == 2:
             self.halo = (0, *self.halo[1:])
+            self.divisor = (1, *self.divisor[1:])
 
     def _check(self, block) -> np.ndarray:
         block = np.asarray(block)
