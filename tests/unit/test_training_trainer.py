@@ -294,7 +294,7 @@ def test_cli_train_and_export_end_to_end(tiff_data):
     env.pop("WORKBENCH_NO_REEXEC", None)  # exercise the re-exec with the tuned allocator too
     cmd = [sys.executable, "-m", "workbench", "train", "--raw", str(d / "raw.tif"), "--labels", str(d / "labels.tif"),
            "--arch", "unet2d", "--out", str(d / "run"), "--iterations", "4", "--patch", "1", "16", "16", "--batch", "2",
-           "--seed", "1", "--device", "cpu", "--semi", "mean-teacher"]
+           "--seed", "1", "--device", "cpu", "--semi", "mean-teacher", "--option", "depth=2", "--option", "base_channels=4"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr
     summary = res.stdout.strip().splitlines()
@@ -303,7 +303,11 @@ def test_cli_train_and_export_end_to_end(tiff_data):
     assert "train unet2d" in res.stderr  # the progress bar
     ck = load_checkpoint(d / "run" / "checkpoint.pt")
     assert ck["iteration"] == 4 and "semi" in ck  # the teacher's state, to resume exactly
+    assert ck["arch_options"]["base_channels"] == 4 and ck["arch_options"]["depth"] == 2
     cmd[cmd.index("--iterations") + 1] = "6"
+    bad = subprocess.run([*cmd, "--option", "widht=8"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "no option 'widht'" in bad.stderr and "base_channels" in bad.stderr
+    assert "Traceback" not in bad.stderr
     res = subprocess.run([*cmd, "--resume", "--no-bn-recalibration"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert load_checkpoint(d / "run" / "checkpoint.pt")["iteration"] == 6 and "BatchNorm" not in res.stdout
@@ -435,3 +439,12 @@ def test_final_model_has_the_volume_batchnorm_statistics_and_resumes_exactly(tmp
     for (k, a), b in zip(resumed.model.state_dict().items(), straight.model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k, rtol=1e-5, atol=1e-6)
     assert batchnorm_buffers(resumed.model).keys() == ck["bn_training"].keys()
+
+
+def test_cli_option_values_are_parsed():
+    from workbench.commands.train import parse_options
+
+    assert parse_options(["base_channels=8", "growth=1.5", "norm=group"]) == {"base_channels": 8, "growth": 1.5,
+                                                                             "norm": "group"}
+    with pytest.raises(WorkbenchError, match="KEY=VALUE"):
+        parse_options(["base_channels"])

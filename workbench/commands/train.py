@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", required=True, metavar="SRC", help="labels of the same shape: 0 = unlabelled, 1..K = classes (or instance ids)")
     parser.add_argument("--arch", required=True, metavar="NAME", help="architecture: unet2d, unet3d, residual-unet3d or forest")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory for config.json, metrics.jsonl, checkpoint.pt")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="architecture option, repeatable (e.g. --option base_channels=8 --option depth=3; "
+                             "an unknown key lists the valid ones)")
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument("--minutes", type=float, metavar="M", help="train for M minutes")
     stop.add_argument("--iterations", type=int, metavar="N", help="train for N iterations (default 500)")
@@ -40,6 +43,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def parse_options(items: list[str]) -> dict:
+    """``["base_channels=8", "norm=group"]`` -> ``{"base_channels": 8, "norm": "group"}`` (numbers parsed).
+
+    Raises:
+        WorkbenchError: an item without ``=``.
+    """
+    from workbench.errors import WorkbenchError
+
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkbenchError(f"--option {item!r}: write KEY=VALUE, e.g. base_channels=8")
+        for cast in (int, float):
+            try:
+                out[key.strip()] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key.strip()] = value.strip()
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -49,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     from workbench.training import AugmentConfig, TrainConfig, Trainer
 
     info = get_architecture(args.arch)  # unknown name: a clear message before anything is read
+    arch_options = parse_options(args.option)
+    info.options(**arch_options)  # unknown option: a clear message listing the valid ones
     if args.batch is not None and args.batch < 1:
         raise WorkbenchError(f"--batch must be positive, got {args.batch}")
     raw = open_volume(args.raw)
@@ -56,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if labels.shape != raw.shape:
         raise WorkbenchError(f"labels shape {labels.shape} differs from raw shape {raw.shape}", args.labels)
     config = TrainConfig(
+        arch_options=arch_options,
         arch=args.arch,
         target=args.target,
         patch_shape=list(args.patch) if args.patch else None,
