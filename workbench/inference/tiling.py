@@ -5,9 +5,9 @@ How blocks, halos and blending fit together
 A *block* is one output chunk (its *core*). It is read grown by the predictor's halo (clipped at the
 volume border, never padded, so a block at the border sees exactly what a whole-volume prediction sees),
 its start moved down onto the predictor's down-sampling grid (``divisor``: pooling windows then fall where
-they fall in a whole-volume call), predicted, and only its core is written. Core voxels are at least ``halo`` voxels away from the read
-edge, so a predictor whose receptive field fits in the halo gives the same values as a whole-volume
-prediction: blocks are independent and their writes never overlap.
+they fall in a whole-volume call), predicted, and only its core is written. Core voxels are at least
+``halo`` voxels away from the read edge, so a predictor whose receptive field fits in the halo gives the
+same values as a whole-volume prediction: blocks are independent and their writes never overlap.
 
 Inside the read region the predictor runs on *tiles* (at most ``tile_shape`` voxels, to bound the
 network's memory). Neighbouring tiles overlap by ``2 * halo``; along an inner tile edge the first

@@ -93,6 +93,5 @@ def recalibrate_batchnorm(model, volume: np.ndarray, tile_shape: Sequence[int], 
 
     with torch.no_grad():
         update_bn(batches(), model)
-    return {"tiles": len(tiles), "voxels": int(len(tiles) * math.prod(tiles[0][i].stop - tiles[0][i].start
-                                                                        for i in range(3))),
-            "seconds": round(time.monotonic() - t0, 3)}
+    voxels = len(tiles) * math.prod(s.stop - s.start for s in tiles[0])
+    return {"tiles": len(tiles), "voxels": int(voxels), "seconds": round(time.monotonic() - t0, 3)}
