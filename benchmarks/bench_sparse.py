@@ -4,8 +4,8 @@ Protocol (fixed; see sparse_pipeline.py): train on sections 0-19 from simulated 
 pixels, 3-pixel brush along the skeletons of membranes and of eroded interiors; 1 = membrane, 2 = interior),
 CPU, 5 minutes of training each, evaluate on sections 20-29: pixel error, membrane F1, adapted Rand error and
 VOI of the cells (seeded watershed on the interior probability, and connected components of p > 0.5),
-per slice, averaged; every run also with test-time augmentation (``tta``: the mean of the 8 yx
-rotations/flips, as ``workbench predict --tta``). The Trainer's defaults are used (unet2d: 16 patches of 128^2
+per slice, averaged; every run also with test-time augmentation (``tta``: the 8 yx rotations/flips
+combined by their mean logits, as ``workbench predict --tta``). The Trainer's defaults are used (unet2d: 16 patches of 128^2
 per step, the learning rate decaying over the 5 minutes, BatchNorm statistics recomputed on sections 0-19 when
 training ends); ``without_bn_recalibration`` evaluates the same weights with the statistics training ended with.
 The Trainer is given sections 0-19 only.
@@ -79,7 +79,7 @@ def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0)
     predict_s = time.perf_counter() - t1
     p_interior = np.ascontiguousarray(probs[1])
     scores = sp.evaluate(p_interior, dense[sp.TEST])
-    # test-time augmentation (workbench predict --tta: the mean of the 8 yx rotations/flips)
+    # test-time augmentation (workbench predict --tta: the 8 yx rotations/flips, mean logits)
     from workbench.inference import predict_array
 
     t2 = time.perf_counter()

@@ -147,7 +147,7 @@ DEFAULT_RECIPE = {
     "patch": 256,
     "lr": 1e-3,
     "schedule": "cosine",   # cosine (with 20 warm-up steps, as the Trainer) | onecycle
-    "loss": "ce_dice",      # ce | ce_dice
+    "loss": "ce_dice",      # ce | ce_dice | ohem (cross-entropy of the hardest ``ohem`` share of labelled pixels)
     "augment": "default",   # basic (flips, rot90) | default (workbench AugmentConfig())
     "semi": "none",         # none | mean-teacher | self (teacher = the student itself) | entropy
     "threshold": 0.9,
@@ -324,6 +324,15 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
             sup = F.cross_entropy(logits.float(), target, weight=weights, ignore_index=IGNORE_INDEX, reduction="sum") / n
         elif r["loss"] == "ce":
             sup = masked_cross_entropy(logits, target)
+        elif r["loss"] == "ohem":  # the hardest labelled pixels only (``ohem`` share of them), plus Dice
+            from workbench.training.losses import masked_dice
+
+            ce = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+            lab_ce = ce[target != IGNORE_INDEX]
+            kk = max(1, int(r.get("ohem", 0.25) * lab_ce.numel()))
+            mask = (target != IGNORE_INDEX).unsqueeze(1).float()
+            onehot = F.one_hot(target.clamp_min(0), logits.shape[1]).movedim(-1, 1).float()
+            sup = lab_ce.topk(kk).values.mean() + masked_dice(logits.float().softmax(1), onehot, mask)
         else:
             sup = masked_ce_dice(logits, target)
         loss = sup

@@ -205,6 +205,48 @@ def test_tta_averages_the_eight_transforms(rng):
     np.testing.assert_allclose(predict_array(g, raw, tta=True), predict_array(g, raw), atol=1e-5)
 
 
+def test_tta_combines_class_probabilities_by_their_mean_logits(rng):
+    raw = rng.integers(0, 256, size=(3, 12, 12)).astype(np.uint8)
+
+    class Directional:
+        """Two-class softmax whose evidence depends on the x direction (so the views disagree)."""
+
+        spatial_dims = 2
+        out_channels = 2
+        channel_names = ["membrane", "interior"]
+        halo = (0, 0, 0)
+        activation = "softmax"
+
+        def predict(self, block):
+            d = np.zeros(block.shape, np.float32)
+            d[:, :, 1:] = np.diff(block.astype(np.float32), axis=2) / 20.0
+            p = 1.0 / (1.0 + np.exp(-d))
+            return np.stack([1 - p, p])
+
+    pred = Directional()
+    logit_sum = np.zeros(raw.shape, np.float64)
+    prob_sum = np.zeros(raw.shape, np.float64)
+    for k, flip in TTA_TRANSFORMS:
+        x = np.rot90(raw, k, axes=(1, 2))
+        x = x[:, :, ::-1] if flip else x
+        y = pred.predict(np.ascontiguousarray(x)).astype(np.float64)
+        y = y[..., ::-1] if flip else y
+        y = np.rot90(y, -k, axes=(2, 3))
+        logit_sum += np.log(y[1]) - np.log(y[0])
+        prob_sum += y[1]
+    expected = 1.0 / (1.0 + np.exp(-logit_sum / 8))
+    out = predict_array(pred, raw, tta=True)
+    np.testing.assert_allclose(out[1], expected, atol=1e-5)
+    np.testing.assert_allclose(out.sum(0), 1.0, atol=1e-5)
+    # not the plain mean of the probabilities
+    assert np.abs(out[1] - prob_sum / 8).max() > 1e-3
+    # sigmoid outputs: the sigmoid of the mean logit; a single confident channel stays finite
+    pred.activation = "sigmoid"
+    sig = predict_array(pred, raw, tta=True)
+    assert np.isfinite(sig).all() and sig.min() >= 0 and sig.max() <= 1
+    np.testing.assert_allclose(sig[1], expected, atol=1e-5)
+
+
 def test_torch_predictor_blockwise_matches_whole(raw, tmp_path):
     pred = TinyTorchPredictor()
     predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(5, 16, 16), dtype="float16")

@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="tcp://host:port of a dask.distributed scheduler, or 'processes' for a local "
                              "cluster (default: threads in this process)")
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation: average 8 rotations/flips")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation: combine 8 rotations/flips (mean logits)")
     parser.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                         help="block shape, a whole number of output chunks (default 8 2048 2048 for 2D models, 64 256 256 for 3D)")
     parser.add_argument("--channel", type=int, metavar="N", help="channel of a multi-channel raw volume")

@@ -493,7 +493,8 @@ def predict_volume(
         out: the output path (``.zarr``); while running, ``out + ".partial"``.
         block_shape: block core (z, y, x), a whole number of output chunks (:func:`chunk_shape`);
             default :func:`default_block_shape`.
-        tta: average the 8 yx rotations/flips (for class/boundary maps, not direction-bound affinities).
+        tta: combine the 8 yx rotations/flips (class probabilities by their mean logits; for class/boundary
+            maps, not direction-bound affinities).
         scheduler: ``None``/``"threads"`` (local threads), ``"processes"`` (a local Dask cluster),
             ``"tcp://host:port"`` (an existing dask.distributed scheduler; workers must see ``out`` and
             the raw data on a shared disk) or a ``distributed.Client``.

@@ -65,9 +65,42 @@ def ramp_weights(length: int, halo: int, ramp_start: bool, ramp_end: bool) -> np
     return w
 
 
+#: Probabilities are clipped to [EPS, 1 - EPS] before views are combined in log space.
+TTA_EPS = 1e-6
+
+
+def combine_views(acc: np.ndarray, n: int, activation: str | None) -> np.ndarray:
+    """Finish the combination of ``n`` test-time-augmentation views accumulated by :func:`_view_term`.
+
+    ``softmax`` outputs are combined as the mean of their logits (the normalised geometric mean of the
+    probabilities), ``sigmoid`` outputs as the sigmoid of the mean logit, other outputs as the plain mean.
+    Averaging logits keeps a boundary that some views see confidently: the plain mean of probabilities
+    blurs it towards the views that miss it (measured in ``benchmarks/bench_sparse.py``).
+    """
+    mean = acc / n
+    if activation == "softmax":
+        mean -= mean.max(axis=0, keepdims=True)
+        np.exp(mean, out=mean)
+        mean /= mean.sum(axis=0, keepdims=True)
+    elif activation == "sigmoid":
+        mean = 1.0 / (1.0 + np.exp(-mean))
+    return mean.astype(np.float32, copy=False)
+
+
+def _view_term(y: np.ndarray, activation: str | None) -> np.ndarray:
+    """What one view adds to the accumulator: log-probabilities, logits or the values themselves."""
+    if activation == "softmax":
+        return np.log(np.clip(y, TTA_EPS, 1.0))
+    if activation == "sigmoid":
+        y = np.clip(y, TTA_EPS, 1.0 - TTA_EPS)
+        return np.log(y) - np.log1p(-y)
+    return y
+
+
 def _predict_tta(predictor, block: np.ndarray, tta: bool) -> np.ndarray:
     if not tta:
         return np.asarray(predictor.predict(block), dtype=np.float32)
+    activation = getattr(predictor, "activation", None)
     acc = None
     for k, flip in TTA_TRANSFORMS:
         x = np.rot90(block, k, axes=(1, 2))
@@ -76,9 +109,9 @@ def _predict_tta(predictor, block: np.ndarray, tta: bool) -> np.ndarray:
         y = np.asarray(predictor.predict(np.ascontiguousarray(x)), dtype=np.float32)
         if flip:
             y = y[..., ::-1]
-        y = np.rot90(y, -k, axes=(2, 3))
-        acc = y.copy() if acc is None else acc + y
-    return acc / len(TTA_TRANSFORMS)
+        term = _view_term(np.rot90(y, -k, axes=(2, 3)), activation)
+        acc = term.astype(np.float32) if acc is None else acc + term
+    return combine_views(acc, len(TTA_TRANSFORMS), activation)
 
 
 def predict_region(
@@ -94,7 +127,7 @@ def predict_region(
         data: raw region (z, y, x).
         tile_shape: the largest block given to the predictor at once (default: the whole region).
             For 2D predictors the z extent is the number of slices batched per call.
-        tta: average over the 8 yx rotations/flips.
+        tta: combine the 8 yx rotations/flips (:func:`combine_views`: mean logits of class probabilities).
 
     Returns:
         float32 array (out_channels, z, y, x).
