@@ -161,7 +161,43 @@ DEFAULT_RECIPE = {
     "context": 0,           # > 0: 2.5D input, the sections z - context .. z + context as channels
     "self_train": None,     # {"at": [progress, ...], "threshold": 0.95}: confident pseudo-labels of a recalibrated copy
     "ws_pseudo": None,      # {"at": [progress, ...], "cut": 0.5, "interior_erode": 0}: watershed pseudo-labels
+    "edge_pseudo": None,    # {"at": [progress, ...], "cut": 0.5, "width": 1}: weak watershed edges become interior
 }
+
+
+def weak_edge_pseudo_labels(p: np.ndarray, scribbles: np.ndarray, cut: float = 0.5, width: int = 1):
+    """Pseudo-labels of one slice: the boundaries between watershed cells that agglomeration by mean
+    membrane probability (< ``cut``) merges are labelled interior (grown by ``width`` pixels), as splits
+    of one cell by organelle outlines usually are; scribbles win."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import find_boundaries
+
+    ws = watershed_cells(p)
+    if ws.max() < 2:
+        return scribbles.copy()
+    merged = merge_weak_edges(p, ws, cut)
+    removed = find_boundaries(ws, mode="thick") & ~find_boundaries(merged, mode="thick")
+    if width > 0:
+        removed = ndi.binary_dilation(removed, iterations=width) & (merged > 0)
+    out = scribbles.copy()
+    out[removed & (scribbles == 0)] = INTERIOR
+    return out
+
+
+def merge_weak_edges(p: np.ndarray, ws: np.ndarray, cut: float) -> np.ndarray:
+    """Hierarchical agglomeration of watershed cells ``ws`` while the mean membrane probability (1 - p)
+    along their shared boundary is below ``cut``."""
+    from skimage import graph
+
+    def weight(g, src, dst, n):
+        a, b = g[src].get(n), g[dst].get(n)
+        cnt = (a["count"] if a else 0) + (b["count"] if b else 0)
+        w = ((a["weight"] * a["count"] if a else 0) + (b["weight"] * b["count"] if b else 0)) / cnt
+        return {"weight": w, "count": cnt}
+
+    rag = graph.rag_boundary(ws, (1.0 - p).astype(np.float64))
+    return graph.merge_hierarchical(ws, rag, thresh=cut, rag_copy=False, in_place_merge=True,
+                                    merge_func=lambda g, s, d: None, weight_func=weight)
 
 
 def watershed_pseudo_labels(p: np.ndarray, scribbles: np.ndarray, cut: float = 0.5, interior_erode: int = 0):
@@ -253,7 +289,7 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
         ema = copy.deepcopy(model).eval()
         for q in ema.parameters():
             q.requires_grad_(False)
-    pseudo_at = sorted((r["ws_pseudo"] or r["self_train"] or {}).get("at", []))
+    pseudo_at = sorted((r["ws_pseudo"] or r["self_train"] or r["edge_pseudo"] or {}).get("at", []))
     pseudo_rounds = 0
     total = iterations
     budget = minutes * 60 if minutes else math.inf
@@ -268,7 +304,20 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
         if pseudo_rounds < len(pseudo_at) and progress >= pseudo_at[pseudo_rounds]:
             src = ema if ema is not None else model
             new = lab.copy()
-            if r["self_train"]:
+            if r["edge_pseudo"]:
+                import copy
+
+                from torch.optim.swa_utils import update_bn
+
+                ep = r["edge_pseudo"]
+                src = copy.deepcopy(src)
+                xt = torch.from_numpy(xnorm[TRAIN])[:, None]
+                with torch.no_grad():
+                    update_bn([xt[i:i + 4].contiguous(memory_format=torch.channels_last) for i in range(0, 20, 4)], src)
+                pint = interior_prob(predict_logits(src, raw, norm, context=k)[TRAIN])
+                for z in range(pint.shape[0]):
+                    new[z] = weak_edge_pseudo_labels(pint[z], lab[z], ep.get("cut", 0.5), ep.get("width", 1))
+            elif r["self_train"]:
                 import copy
 
                 from torch.optim.swa_utils import update_bn
