@@ -224,6 +224,21 @@ def watershed_pseudo_labels(p: np.ndarray, scribbles: np.ndarray, cut: float = 0
     return np.where(scribbles > 0, scribbles, out)
 
 
+def recalibrated_train_prob(model, xnorm, raw, norm, context: int = 0) -> np.ndarray:
+    """Interior probability of the training sections from a copy of ``model`` whose BatchNorm statistics are
+    recomputed on them (2D input; the model itself is left as it is)."""
+    import copy
+
+    import torch
+    from torch.optim.swa_utils import update_bn
+
+    src = copy.deepcopy(model)
+    xt = torch.from_numpy(xnorm[TRAIN])[:, None]
+    with torch.no_grad():
+        update_bn([xt[i:i + 4].contiguous(memory_format=torch.channels_last) for i in range(0, xt.shape[0], 4)], src)
+    return interior_prob(predict_logits(src, raw, norm, context=context)[TRAIN])
+
+
 def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minutes: float | None = None,
                   seed: int = 0, log=print):
     """Train a 2D U-Net on ``labels`` (0 = unlabelled) with the switches of ``recipe``; returns (model, info)."""
@@ -305,29 +320,13 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
             src = ema if ema is not None else model
             new = lab.copy()
             if r["edge_pseudo"]:
-                import copy
-
-                from torch.optim.swa_utils import update_bn
-
                 ep = r["edge_pseudo"]
-                src = copy.deepcopy(src)
-                xt = torch.from_numpy(xnorm[TRAIN])[:, None]
-                with torch.no_grad():
-                    update_bn([xt[i:i + 4].contiguous(memory_format=torch.channels_last) for i in range(0, 20, 4)], src)
-                pint = interior_prob(predict_logits(src, raw, norm, context=k)[TRAIN])
+                pint = recalibrated_train_prob(src, xnorm, raw, norm, k)
                 for z in range(pint.shape[0]):
                     new[z] = weak_edge_pseudo_labels(pint[z], lab[z], ep.get("cut", 0.5), ep.get("width", 1))
             elif r["self_train"]:
-                import copy
-
-                from torch.optim.swa_utils import update_bn
-
                 st = r["self_train"]
-                src = copy.deepcopy(src)
-                xt = torch.from_numpy(xnorm[TRAIN])[:, None]
-                with torch.no_grad():
-                    update_bn([xt[i:i + 4].contiguous(memory_format=torch.channels_last) for i in range(0, 20, 4)], src)
-                pint = interior_prob(predict_logits(src, raw, norm, context=k)[TRAIN])
+                pint = recalibrated_train_prob(src, xnorm, raw, norm, k)
                 conf_int, conf_mem = pint > st.get("threshold", 0.95), pint < 1 - st.get("threshold", 0.95)
                 unl = lab[TRAIN] == 0
                 new[TRAIN][unl & conf_int] = INTERIOR
