@@ -19,6 +19,7 @@ from workbench.segmentation import (
     segment,
     watershed_blockwise,
 )
+from workbench.segmentation.watershed import merge_weak_boundaries
 
 
 def same_partition(a, b) -> bool:
@@ -99,6 +100,65 @@ def test_blockwise_watershed_keeps_ids_across_blocks(cells):
     for cell in range(1, 5):  # one id per cell, across blocks
         ids, counts = np.unique(out[truth == cell], return_counts=True)
         assert counts.max() > 0.9 * counts.sum()
+
+
+@pytest.fixture
+def split_cells(cells):
+    """The cells' boundary map with a faint line (0.3) splitting cell 1 and a strong one (0.9) splitting cell 4."""
+    truth, boundary = cells
+    b = boundary.copy()
+    b[:, 0:22, 11:13] = 0.3
+    b[:, 36:38, 30:48] = 0.9
+    seeds = np.zeros(truth.shape, np.uint32)
+    seeds[:, 8:16, 3:8], seeds[:, 8:16, 16:21] = 1, 2  # the two halves of cell 1
+    seeds[:, 6:18, 30:42] = 3
+    seeds[:, 30:42, 6:24] = 4
+    seeds[:, 28:34, 34:44], seeds[:, 41:46, 34:44] = 5, 6  # the two halves of cell 4
+    return truth, b, seeds
+
+
+def _ids_in_cells(labels, truth):
+    """The ids found in each true cell's core (the cell eroded by 3 voxels in y, x)."""
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)
+    return {c: set(np.unique(labels[ndi.binary_erosion(truth == c, st, iterations=3)]).tolist()) for c in range(1, 5)}
+
+
+def test_merge_weak_boundaries_joins_faint_splits_only(split_cells):
+    truth, boundary, seeds = split_cells
+    plain = seeded_watershed(boundary, seeds=seeds)
+    assert plain.max() == 6
+    merged = seeded_watershed(boundary, seeds=seeds, merge_threshold=0.5)
+    assert merged.max() == 5 and set(np.unique(merged)) == set(range(1, 6))
+    ids = _ids_in_cells(merged, truth)
+    assert len(ids[1]) == 1  # the faint line is gone
+    assert len(ids[4]) == 2  # the strong one stays
+    for a, b in [(1, 2), (1, 3), (2, 4), (3, 4)]:  # true cells never merge
+        assert not ids[a] & ids[b]
+    assert merge_weak_boundaries(plain, boundary, 0.0).max() == 6  # threshold 0: nothing merges
+    assert merge_weak_boundaries(plain, 0.99 * boundary, 1.0).max() == 1  # 1: everything touching does
+    # sections kept apart: merging along y, x only never joins across z
+    per_z = plain + (np.arange(truth.shape[0])[:, None, None] * 10).astype(np.uint32)
+    assert merge_weak_boundaries(per_z, boundary, 0.5, axes=(1, 2)).max() == 5 * truth.shape[0]
+
+
+@pytest.mark.parametrize("per_section", [False, True])
+def test_blockwise_merge_equals_in_memory(split_cells, per_section):
+    truth, boundary, _ = split_cells
+    out = np.zeros(truth.shape, np.uint32)
+    seeds = np.zeros(truth.shape, np.uint32)
+    watershed_blockwise(lambda b: boundary[b.slices], truth.shape, out, seeds, (3, 20, 17), threshold=0.25,
+                        halo=(2, 48, 48), per_section=per_section, merge_threshold=0.5)
+    ref = np.zeros(truth.shape, np.uint32)
+    seeds_ref = np.zeros(truth.shape, np.uint32)
+    watershed_blockwise(lambda b: boundary[b.slices], truth.shape, ref, seeds_ref, truth.shape, threshold=0.25,
+                        halo=(0, 0, 0), per_section=per_section)
+    axes = (1, 2) if per_section else None
+    assert same_partition(out, merge_weak_boundaries(ref, boundary, 0.5, axes=axes))
+    before, after = _ids_in_cells(ref, truth), _ids_in_cells(out, truth)
+    sections = truth.shape[0] if per_section else 1
+    assert len(before[1]) == 2 * sections and len(after[1]) == sections  # the faint split joined
+    assert len(before[4]) == len(after[4]) == 2 * sections  # the strong one kept
 
 
 def _affinities(truth, rng, noise=0.05):

@@ -60,6 +60,15 @@ def test_segment_watershed(prediction, tmp_path):
     labels = zarr.open_array(str(seg / "0"), mode="r")[...]
     assert labels.max() >= 1 and (labels > 0).mean() > 0.5
     assert not (seg / "_seeds").exists()
+    # then merging weak boundaries: fewer objects, each a union of watershed objects; recorded in the attributes
+    merged_path = tmp_path / "ws_merged.zarr"
+    assert main(["segment", str(pred), "--out", str(merged_path), "--method", "watershed", "--channel", "1",
+                 "--threshold", "0.2", "--merge-threshold", "0.6", "--no-progress"]) == 0
+    merged = zarr.open_array(str(merged_path / "0"), mode="r")[...]
+    assert 1 <= len(np.unique(merged[merged > 0])) < len(np.unique(labels[labels > 0]))
+    for obj in np.unique(labels[labels > 0]):
+        assert len(np.unique(merged[labels == obj])) == 1
+    assert json.loads((merged_path / ".zattrs").read_text())["workbench"]["merge_threshold"] == 0.6
 
 
 def _err(capsys, argv, word):
@@ -73,6 +82,9 @@ def test_segment_bad_inputs(prediction, tmp_path, capsys, rng):
     _err(capsys, ["segment", str(pred), "--out", str(tmp_path / "a.zarr"), "--channel", "5"], "channel")
     _err(capsys, ["segment", str(pred), "--out", str(tmp_path / "a.zarr"), "--method", "affinity"], "channel")
     _err(capsys, ["segment", str(tmp_path / "nothing.zarr"), "--out", str(tmp_path / "a.zarr")], "no such")
+    _err(capsys, ["segment", str(pred), "--out", str(tmp_path / "a.zarr"), "--merge-threshold", "0.5"], "watershed")
+    _err(capsys, ["segment", str(pred), "--out", str(tmp_path / "a.zarr"), "--method", "watershed",
+                  "--merge-threshold", "2"], "merge threshold")
     part = tmp_path / "half.zarr"
     predict_volume(BlobPredictor(), raw, part, block_shape=(6, 16, 16), should_stop=lambda: True)
     _err(capsys, ["segment", str(part), "--out", str(tmp_path / "b.zarr")], "incomplete")

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "from interior seeds (< threshold); affinity: agglomerate channels N..N+2")
     parser.add_argument("--channel", type=int, default=0, metavar="N", help="channel to use (default 0)")
     parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="threshold (default 0.5)")
+    parser.add_argument("--merge-threshold", type=float, default=None, metavar="T",
+                        help="watershed: then merge touching objects while the mean boundary between them is "
+                             "below T (e.g. 0.5; joins cells split by faint inner outlines)")
     parser.add_argument("--min-size", type=int, default=0, metavar="N", help="remove objects smaller than N voxels")
     parser.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                         help="block shape (default: the prediction's chunks)")
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         out = segment_prediction(args.pred, args.out, method=args.method, channel=args.channel,
                                  threshold=args.threshold, min_size=args.min_size, block_shape=args.block,
-                                 overwrite=args.overwrite, progress=progress, per_section=args.per_section)
+                                 overwrite=args.overwrite, progress=progress, per_section=args.per_section,
+                                 merge_threshold=args.merge_threshold)
     finally:
         if bar is not None:
             bar.close()

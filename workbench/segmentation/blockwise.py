@@ -9,7 +9,8 @@ equals the in-memory :func:`~workbench.segmentation.connected_components` up to 
 Seeded watershed: seeds are interior components found blockwise as above (so a seed crossing a block
 border has one id), then every block is flooded with its halo (seeds of the halo included) and only
 its core kept. Objects thus keep one id across block borders; a voxel whose seed lies farther away than
-the halo may be given to a nearer seed (grow the halo if objects are larger).
+the halo may be given to a nearer seed (grow the halo if objects are larger). Weak boundaries are then
+merged (``merge_threshold``) on the region graph of the flooded objects, as affinity fragments are below.
 
 Affinity agglomeration: fragments are the blockwise seeded watershed of ``1 - min affinity`` (as above),
 the region graph (touching fragment pairs, sums and counts of the affinities between them) is accumulated
@@ -144,6 +145,7 @@ def watershed_blockwise(
     mask_threshold: float | None = None,
     progress=None,
     per_section: bool = False,
+    merge_threshold: float | None = None,
 ) -> int:
     """Seeded watershed block by block with global seeds (see the module docstring).
 
@@ -158,6 +160,9 @@ def watershed_blockwise(
         min_seed_size: smaller seed components are dropped.
         mask_threshold: if set, voxels with ``boundary >= mask_threshold`` stay 0 (background).
         per_section: seeds and flooding within z sections only (the z halo is then not needed).
+        merge_threshold: if set, touching objects are then merged while the mean boundary along their
+            contact is below it (:func:`~workbench.segmentation.watershed.merge_weak_boundaries`, on the
+            region graph accumulated block by block); ``out`` then holds representative ids.
 
     Returns:
         The number of seeds (ids are 1..N; an id may not appear if its seed region was flooded away).
@@ -171,6 +176,7 @@ def watershed_blockwise(
         halo = (0, *tuple(halo)[1:])
     full = Box.from_shape(shape)
     blocks = list(full.blocks(block_shape))
+    total = len(blocks) * (1 if merge_threshold is None else 2)
     for i, (_, core) in enumerate(blocks):
         read = core.grow(tuple(halo)).intersect(full)
         boundary = np.asarray(read_boundary(read), dtype=np.float32)
@@ -180,7 +186,21 @@ def watershed_blockwise(
                            connectivity=neighbourhood(per_section))
         out[core.slices] = labels[core.relative_to(read)].astype(out.dtype)
         if progress:
-            progress(i + 1, len(blocks))
+            progress(i + 1, total)
+    if merge_threshold is not None:
+        from workbench.segmentation.watershed import boundary_edge_affinities
+
+        axes = (1, 2) if per_section else (0, 1, 2)
+
+        def read_affs(box: Box) -> np.ndarray:
+            # an edge's affinity needs the boundary of the voxel before it: one voxel more on the low sides
+            start = tuple(max(0, s - 1) for s in box.start)
+            grown = Box(start, tuple(b - a for a, b in zip(start, box.stop)))
+            affs = boundary_edge_affinities(np.asarray(read_boundary(grown), np.float32), axes)
+            return affs[(slice(None), *box.relative_to(grown))]
+
+        merge_blockwise(lambda b: out[b.slices], read_affs, shape, out, block_shape, axes, 1.0 - merge_threshold,
+                        progress=(lambda done, _n: progress(len(blocks) + done, total)) if progress else None)
     return n_seeds
 
 
@@ -254,7 +274,7 @@ def agglomerate_blockwise(
     Returns:
         The number of objects before relabelling (ids in ``out`` are fragment-representative ids).
     """
-    from workbench.segmentation.affinity import agglomerate, boundaries_from_affinities
+    from workbench.segmentation.affinity import boundaries_from_affinities
 
     shape = tuple(int(s) for s in shape)
     axes = tuple(int(a) for a in axes)
@@ -273,16 +293,33 @@ def agglomerate_blockwise(
     watershed_blockwise(read_boundary, shape, fragments_out, out, block_shape, threshold=seed_threshold,
                         halo=halo, per_section=per_section,
                         progress=(lambda done, _n: progress(done, total)) if progress else None)
-    pairs, sums, counts = region_graph_blockwise(lambda b: fragments_out[b.slices], read_affs, shape,
-                                                 block_shape, axes)
+    return merge_blockwise(lambda b: fragments_out[b.slices], read_affs, shape, out, block_shape, axes, threshold,
+                           progress=(lambda done, _n: progress(len(blocks) + done, total)) if progress else None)
+
+
+def merge_blockwise(read_labels: Callable[[Box], np.ndarray], read_affs: Callable[[Box], np.ndarray],
+                    shape: Sequence[int], out, block_shape: Sequence[int], axes: Sequence[int], threshold: float,
+                    progress=None) -> int:
+    """Greedy mean-affinity merging of a label volume larger than memory: the region graph accumulated block
+    by block (:func:`region_graph_blockwise`), merged in memory while the mean affinity is above
+    ``threshold``, then every block of ``out`` (may be the labels' own array) written relabelled.
+
+    Returns:
+        The number of objects left (ids are representative input ids, not consecutive).
+    """
+    from workbench.segmentation.affinity import agglomerate
+
+    shape = tuple(int(s) for s in shape)
+    pairs, sums, counts = region_graph_blockwise(read_labels, read_affs, shape, block_shape, axes)
+    blocks = list(Box.from_shape(shape).blocks(block_shape))
     n_nodes = 1
     for _, box in blocks:
-        n_nodes = max(n_nodes, int(np.asarray(fragments_out[box.slices]).max(initial=0)) + 1)
+        n_nodes = max(n_nodes, int(np.asarray(read_labels(box)).max(initial=0)) + 1)
     mapping = agglomerate(pairs, sums, counts, n_nodes, threshold)
     mapping[0] = 0
     for i, (_, box) in enumerate(blocks):
-        frag = np.asarray(fragments_out[box.slices]).astype(np.int64)
-        out[box.slices] = mapping[frag].astype(out.dtype)
+        labels = np.asarray(read_labels(box)).astype(np.int64)
+        out[box.slices] = mapping[labels].astype(out.dtype)
         if progress:
-            progress(len(blocks) + i + 1, total)
-    return int(len(np.unique(mapping[1:])))  # objects (ids are fragment ids, not consecutive)
+            progress(i + 1, len(blocks))
+    return int(len(np.unique(mapping[1:])))

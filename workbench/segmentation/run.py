@@ -30,8 +30,8 @@ def segment(
             merged while the mean affinity ``> threshold``.
         method: one of :data:`METHODS`.
         min_size: smaller objects are removed.
-        options: passed on (``connectivity``; ``seed_method``, ``min_distance``, ``mask``;
-            ``seed_threshold``).
+        options: passed on (``connectivity``; ``seed_method``, ``min_distance``, ``mask``,
+            ``merge_threshold``; ``seed_threshold``).
 
     Returns:
         uint32 labels (0 = background).
@@ -111,6 +111,7 @@ def segment_prediction(
     overwrite: bool = False,
     progress=None,
     per_section: bool = False,
+    merge_threshold: float | None = None,
 ) -> Path:
     """Segment a stored prediction into an OME-Zarr label image (uint32 ``0`` array, z y x) at ``out``.
 
@@ -118,6 +119,8 @@ def segment_prediction(
     nearest-neighbour affinity channels (named ``affinity (dz, dy, dx)`` by training; else
     ``channel .. channel+2`` as z, y, x). ``per_section``: objects never
     connect across z (each section segmented on its own, ids unique in the volume; cc and watershed).
+    ``merge_threshold`` (watershed): touching objects are then merged while the mean boundary along their
+    contact is below it.
 
     Raises:
         WorkbenchError: incomplete or missing prediction, bad channel, output exists without ``overwrite``.
@@ -158,8 +161,12 @@ def segment_prediction(
                                chunk_key_encoding={"name": "v2", "separator": "/"})
     if per_section and method == "affinity":
         raise WorkbenchError("per-section segmentation is for cc and watershed; affinities carry their own z edges")
+    if merge_threshold is not None and method != "watershed":
+        raise WorkbenchError(f"a merge threshold is for the watershed method, not {method!r}")
+    if merge_threshold is not None and not 0.0 <= merge_threshold <= 1.0:
+        raise WorkbenchError(f"the merge threshold must be in [0, 1], got {merge_threshold}")
     info = {"prediction": str(pred_path), "method": method, "channel": channel, "threshold": threshold,
-            "min_size": min_size, "per_section": bool(per_section)}
+            "min_size": min_size, "per_section": bool(per_section), "merge_threshold": merge_threshold}
     root.attrs.update(_label_attrs(out.stem, vol.voxel_size, info))
     blocks = list(Box.from_shape(shape).blocks(block))
     if method == "cc":
@@ -172,7 +179,7 @@ def segment_prediction(
 
         seeds = root.create_array("_seeds", shape=shape, chunks=block, dtype="uint32", fill_value=0)
         watershed_blockwise(lambda b: vol[b.slices], shape, labels, seeds, block, threshold, halo,
-                            progress=progress, per_section=per_section)
+                            progress=progress, per_section=per_section, merge_threshold=merge_threshold)
         del root["_seeds"]
         _remove_small_blockwise(labels, blocks, min_size)
     else:
