@@ -53,6 +53,10 @@ class ResultsPanel:
         self.seg_channel = styled(W.Dropdown(options=[], description="class"), "wb-seg-channel")
         self.seg_threshold = W.FloatSlider(value=0.5, min=0.05, max=0.95, step=0.05, description="threshold")
         self.seg_min_size = W.BoundedIntText(value=20, min=0, max=10**7, description="min size")
+        self.seg_merge = styled(W.FloatSlider(
+            value=0.0, min=0.0, max=0.9, step=0.05, description="merge below",
+            tooltip="watershed: then join touching objects whose shared boundary is weaker than this on average "
+                    "(0 = off; joins cells split by faint inner outlines such as organelles)"), "wb-seg-merge")
         self.segment_btn = action_button("segment", "Segment instances", "primary", icon="th")
         self.segment_btn.on_click(self.status.guard(lambda _: self.segment()))
 
@@ -79,7 +83,7 @@ class ResultsPanel:
         self.widget = styled(W.VBox([
             header,
             W.HBox([self.run, self.predict_btn, self.stop_btn]), self.progress, self.progress_text,
-            W.HBox([self.seg_method, self.seg_channel]), W.HBox([self.seg_threshold, self.seg_min_size,
+            W.HBox([self.seg_method, self.seg_channel, self.seg_merge]), W.HBox([self.seg_threshold, self.seg_min_size,
                                                                  self.segment_btn]),
             W.HTML("<hr>"), self.compare_box, self.z, self.metrics,
             W.HBox([self.ng_btn, W.HTML("&nbsp; export: "), self.export_zarr, self.export_tiff, self.export_model]),
@@ -229,9 +233,11 @@ class ResultsPanel:
         if not pred.exists():
             raise WorkbenchError("predict the volume first", pred)
         self.status.set("segmenting ...", "busy")
+        merge = float(self.seg_merge.value)
         out = segment_prediction(pred, self.seg_path(), method=self.seg_method.value,
                                  channel=int(self.seg_channel.value or 0), threshold=float(self.seg_threshold.value),
-                                 min_size=int(self.seg_min_size.value), overwrite=True)
+                                 min_size=int(self.seg_min_size.value), overwrite=True,
+                                 merge_threshold=merge if merge > 0 and self.seg_method.value == "watershed" else None)
         self.show_compare()
         self.evaluate()
         if self.ng_box.children:

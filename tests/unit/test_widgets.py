@@ -242,6 +242,11 @@ def test_train_then_results(ctx, project):
     results.segment_btn.click()
     assert results.status.level == "ok", results.status.text
     assert results.seg_path().exists() and [n for n, _ in results.views][2] == "instances"
+    results.seg_method.value = "watershed"
+    results.seg_merge.value = 0.5
+    results.segment_btn.click()
+    assert results.status.level == "ok", results.status.text
+    assert json.loads((results.seg_path() / ".zattrs").read_text())["workbench"]["merge_threshold"] == 0.5
     for what in ("zarr", "tiff", "model"):
         path = results.export(what)
         assert path.exists() and path.parent == project.root / "exports"
