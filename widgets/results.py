@@ -83,8 +83,8 @@ class ResultsPanel:
         self.widget = styled(W.VBox([
             header,
             W.HBox([self.run, self.predict_btn, self.stop_btn]), self.progress, self.progress_text,
-            W.HBox([self.seg_method, self.seg_channel, self.seg_merge]), W.HBox([self.seg_threshold, self.seg_min_size,
-                                                                 self.segment_btn]),
+            W.HBox([self.seg_method, self.seg_channel, self.seg_merge]),
+            W.HBox([self.seg_threshold, self.seg_min_size, self.segment_btn]),
             W.HTML("<hr>"), self.compare_box, self.z, self.metrics,
             W.HBox([self.ng_btn, W.HTML("&nbsp; export: "), self.export_zarr, self.export_tiff, self.export_model]),
             self.exports, self.ng_box, self.status.widget]), "wb-step", f"wb-step-{self.step}")
