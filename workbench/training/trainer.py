@@ -475,12 +475,13 @@ class Trainer:
             self.last_checkpoint = self.run_dir / CHECKPOINT_NAME
 
         total = cfg.iterations
-        # a resumed run trains for what is left of its time budget
-        deadline = time.monotonic() + max(0.0, cfg.minutes * 60 - before) if cfg.minutes else math.inf
+        # a resumed run trains for what is left of its time budget; the clock of train_seconds starts here too
+        t0 = time.monotonic()
+        deadline = t0 + max(0.0, cfg.minutes * 60 - before) if cfg.minutes else math.inf
         val_batches = self._val_batches()
         prefetch = _Prefetcher(self._make_batch, start, cfg.prefetch)
         model.train()
-        t0 = last_log = last_ckpt = time.monotonic()
+        last_log = last_ckpt = time.monotonic()
         run_loss, run_n = 0.0, 0
         try:
             while (total is None or self.iteration < total) and time.monotonic() < deadline and not self._stopping():
@@ -538,6 +539,7 @@ class Trainer:
                     last_ckpt = time.monotonic()
         finally:
             prefetch.close()
+        self.train_seconds = before + time.monotonic() - t0  # a run ended by its deadline used all of its budget
         if run_n:
             now = time.monotonic()
             self._log({"iteration": self.iteration, "elapsed_s": before + now - t0, "loss": run_loss / run_n,
