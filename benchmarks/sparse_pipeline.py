@@ -182,32 +182,18 @@ def weak_edge_pseudo_labels(p: np.ndarray, scribbles: np.ndarray, cut: float = 0
     from scipy import ndimage as ndi
     from skimage.segmentation import find_boundaries
 
+    from workbench.segmentation.watershed import merge_weak_boundaries
+
     ws = watershed_cells(p)
     if ws.max() < 2:
         return scribbles.copy()
-    merged = merge_weak_edges(p, ws, cut)
+    merged = merge_weak_boundaries(ws, 1.0 - p, cut)
     removed = find_boundaries(ws, mode="thick") & ~find_boundaries(merged, mode="thick")
     if width > 0:
         removed = ndi.binary_dilation(removed, iterations=width) & (merged > 0)
     out = scribbles.copy()
     out[removed & (scribbles == 0)] = INTERIOR
     return out
-
-
-def merge_weak_edges(p: np.ndarray, ws: np.ndarray, cut: float) -> np.ndarray:
-    """Hierarchical agglomeration of watershed cells ``ws`` while the mean membrane probability (1 - p)
-    along their shared boundary is below ``cut``."""
-    from skimage import graph
-
-    def weight(g, src, dst, n):
-        a, b = g[src].get(n), g[dst].get(n)
-        cnt = (a["count"] if a else 0) + (b["count"] if b else 0)
-        w = ((a["weight"] * a["count"] if a else 0) + (b["weight"] * b["count"] if b else 0)) / cnt
-        return {"weight": w, "count": cnt}
-
-    rag = graph.rag_boundary(ws, (1.0 - p).astype(np.float64))
-    return graph.merge_hierarchical(ws, rag, thresh=cut, rag_copy=False, in_place_merge=True,
-                                    merge_func=lambda g, s, d: None, weight_func=weight)
 
 
 def watershed_pseudo_labels(p: np.ndarray, scribbles: np.ndarray, cut: float = 0.5, interior_erode: int = 0):
