@@ -10,7 +10,8 @@ per step, the learning rate decaying over the 5 minutes, BatchNorm statistics re
 training ends); ``without_bn_recalibration`` evaluates the same weights with the statistics training ended with.
 The Trainer is given sections 0-19 only.
 
-    python benchmarks/bench_sparse.py                      # every run below, ~45 minutes
+    python benchmarks/bench_sparse.py                      # every run below, ~100 minutes
+    python benchmarks/bench_sparse.py --only unet2d-narrow-1% --seeds 6   # the scribble recipe: width 8, --tta
     python benchmarks/bench_sparse.py --only mean-teacher-1% forest-1%
     python benchmarks/bench_sparse.py --only unet2d-1% --seeds 3   # means over training seeds 0-2
     python benchmarks/bench_sparse.py --minutes 1          # a quick look (figures not comparable)
@@ -39,7 +40,8 @@ RESULTS = HERE / "results" / "sparse.json"
 #: name -> (architecture, semi_supervised, scribble fraction or None for dense labels[, architecture options])
 RUNS = {
     "unet2d-1%": ("unet2d", "none", 0.01),
-    # half the width (base 8, workbench train --option base_channels=8): ~4x fewer FLOPs, 2.4x more steps in 5 min
+    # half the width (base 8, workbench train --option base_channels=8): ~4x fewer FLOPs, about twice the steps
+    # in 5 min; with test-time augmentation (its "tta" figures; workbench predict --tta) the recipe for scribbles
     "unet2d-narrow-1%": ("unet2d", "none", 0.01, {"base_channels": 8}),
     "unet2d-narrow-dense": ("unet2d", "none", None, {"base_channels": 8}),
     "mean-teacher-1%": ("unet2d", "mean-teacher", 0.01),
@@ -48,6 +50,9 @@ RUNS = {
     "unet2d-0.25%": ("unet2d", "none", 0.0025),
     "unet2d-0.5%": ("unet2d", "none", 0.005),
     "unet2d-5%": ("unet2d", "none", 0.05),
+    "unet2d-narrow-0.25%": ("unet2d", "none", 0.0025, {"base_channels": 8}),
+    "unet2d-narrow-0.5%": ("unet2d", "none", 0.005, {"base_channels": 8}),
+    "unet2d-narrow-5%": ("unet2d", "none", 0.05, {"base_channels": 8}),
 }
 
 
@@ -128,7 +133,8 @@ def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0)
 
 def mean_over_seeds(rows: list[dict]) -> dict:
     """One entry for runs with several training seeds: numbers (also nested) averaged, the rest from the first,
-    with ``seeds``, ``ws_are_per_seed`` and ``ws_are_sd``."""
+    with ``seeds`` and the per-seed values and standard deviations of the watershed ARE, plain and with
+    test-time augmentation (``ws_are_per_seed``, ``ws_are_sd``, ``tta_ws_are_per_seed``, ``tta_ws_are_sd``)."""
     import numpy as np
 
     def average(items):
@@ -144,8 +150,11 @@ def mean_over_seeds(rows: list[dict]) -> dict:
     out = average(rows)
     out.pop("seed", None)
     out["seeds"] = [r["seed"] for r in rows]
-    out["ws_are_per_seed"] = [r["ws_are"] for r in rows]
-    out["ws_are_sd"] = round(float(np.std([r["ws_are"] for r in rows], ddof=1)), 4) if len(rows) > 1 else 0.0
+    for prefix, values in (("", [r["ws_are"] for r in rows]),
+                           ("tta_", [r["tta"]["ws_are"] for r in rows if r.get("tta")])):
+        if len(values) == len(rows):
+            out[f"{prefix}ws_are_per_seed"] = values
+            out[f"{prefix}ws_are_sd"] = round(float(np.std(values, ddof=1)), 4) if len(rows) > 1 else 0.0
     return out
 
 

@@ -13,6 +13,7 @@ Protocol: train on sections 0-19 from simulated scribbles, evaluate on sections 
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -159,6 +160,8 @@ DEFAULT_RECIPE = {
     "schedule": "cosine",   # cosine (with 20 warm-up steps, as the Trainer) | onecycle
     "loss": "ce_dice",      # ce | ce_dice | ohem (cross-entropy of the hardest ``ohem`` share of labelled pixels)
     "augment": "default",   # basic (flips, rot90) | default (workbench AugmentConfig())
+    "swa": None,            # fraction of the run after which the weights are averaged (stochastic weight averaging)
+    "cycles": 1,            # cosine restarts (snapshot ensemble members: the model at the end of each cycle)
     "semi": "none",         # none | mean-teacher | self (teacher = the student itself) | entropy
     "threshold": 0.9,
     "semi_weight": 1.0,
@@ -293,10 +296,10 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
         sc = np.bincount(lab[lab > 0].ravel(), minlength=3)[1:] / max(1, (lab > 0).sum())
         prior = np.array([0.22, 0.78])
         weights = torch.tensor(prior / np.maximum(sc, 1e-6), dtype=torch.float32)
+    snapshots = []
+    swa = None
     ema = None
     if r["ema"]:
-        import copy
-
         ema = copy.deepcopy(model).eval()
         for q in ema.parameters():
             q.requires_grad_(False)
@@ -343,8 +346,12 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
             warm = 0.25
             lr = r["lr"] * (0.1 + 0.9 * progress / warm) if progress < warm else \
                 r["lr"] * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * (progress - warm) / (1 - warm))))
-        else:
-            lr = r["lr"] * (it + 1) / 20 if it < 20 else r["lr"] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1, progress))))
+        else:  # cosine, restarted ``cycles`` times (snapshot ensembles keep the model at the end of each cycle)
+            cyc = min(1.0, progress) * r["cycles"]
+            if int(cyc) > len(snapshots) and int(cyc) < r["cycles"]:
+                snapshots.append(copy.deepcopy(model.state_dict()))
+            lr = r["lr"] * (it + 1) / 20 if it < 20 else \
+                r["lr"] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, cyc - int(min(cyc, r["cycles"] - 1))))))
         for gr in opt.param_groups:
             gr["lr"] = lr
         rng = np.random.default_rng([seed, it])
@@ -410,13 +417,21 @@ def train_explore(raw, labels, recipe: dict, iterations: int | None = None, minu
                     qe.mul_(d).add_(qm.detach(), alpha=1 - d)
                 for be, bm in zip(ema.buffers(), model.buffers()):
                     be.copy_(bm)
+        if r["swa"] is not None and progress >= r["swa"]:  # uniform average of the weights from then on
+            if swa is None:
+                swa, swa_n = copy.deepcopy(model).eval(), 0
+            swa_n += 1
+            with torch.no_grad():
+                for qa, qm in zip(swa.parameters(), model.parameters()):
+                    qa.add_(qm.detach() - qa, alpha=1.0 / swa_n)
         it += 1
         if it % 100 == 0:
             hist.append({"it": it, "s": round(time.perf_counter() - t0, 1), "sup": round(float(sup), 4),
                          "loss": round(float(loss), 4), "pl_frac": round(frac, 3)})
             log(hist[-1], flush=True)
     info = {"iterations": it, "train_s": round(time.perf_counter() - t0, 1), "normalisation": norm,
-            "history": hist[-3:], "ema_model": ema}
+            "history": hist[-3:], "ema_model": ema, "snapshots": snapshots,
+            "swa_model": swa}
     final = teacher.model if (teacher is not None and r.get("use_teacher", True)) else model
     return final, info
 

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import zarr
 
 from workbench.errors import WorkbenchError
 from workbench.project import Project
@@ -237,6 +238,12 @@ def test_train_then_results(ctx, project):
     assert results.pred_path().exists()
     assert "pixel error" in results.metrics.value
     assert [n for n, _ in results.views] == ["raw", "prediction", "ground truth"]
+    plain = np.asarray(zarr.open_array(str(results.pred_path() / "0"), mode="r"))
+    results.tta.value = True  # the 8 rotations and flips, recorded with the prediction
+    results.predict(wait=True)
+    assert results.status.level == "ok", results.status.text
+    assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["tta"] is True
+    assert not np.array_equal(np.asarray(zarr.open_array(str(results.pred_path() / "0"), mode="r")), plain)
     results.seg_method.value = "cc"
     results.seg_channel.value = 1
     results.segment_btn.click()
