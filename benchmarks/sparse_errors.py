@@ -41,7 +41,7 @@ def decompose(p: np.ndarray, truth: np.ndarray) -> dict:
 
     from workbench.segmentation.watershed import merge_weak_boundaries
 
-    seeds, n = ndi.label(ndi.gaussian_filter(p, 1.0) > 0.9)
+    seeds, n = sp.watershed_seeds(p)
     cells = watershed(1.0 - p, markers=seeds)
     oracle = np.zeros_like(truth)
     for c in range(1, int(truth.max()) + 1):

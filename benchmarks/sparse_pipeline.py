@@ -80,13 +80,19 @@ def training_labels(dense: np.ndarray, fraction: float | None, seed: int = 0):
 
 
 # -- the instance pipeline and the metrics ------------------------------------------------------------------
-def watershed_cells(p: np.ndarray) -> np.ndarray:
-    """Seeded watershed of one slice's interior probability (seeds: CC of gaussian(p, 1) > 0.9; flood 1 - p)."""
+def watershed_seeds(p: np.ndarray) -> tuple[np.ndarray, int]:
+    """The protocol's watershed seeds of one slice's interior probability: connected components of
+    gaussian(p, 1) > 0.9; returns (seed labels, number of seeds)."""
     from scipy import ndimage as ndi
+
+    return ndi.label(ndi.gaussian_filter(p.astype(np.float32), 1.0) > 0.9)
+
+
+def watershed_cells(p: np.ndarray) -> np.ndarray:
+    """Seeded watershed of one slice's interior probability (seeds: :func:`watershed_seeds`; flood 1 - p)."""
     from skimage.segmentation import watershed
 
-    seeds, _ = ndi.label(ndi.gaussian_filter(p.astype(np.float32), 1.0) > 0.9)
-    return watershed(1.0 - p, markers=seeds)
+    return watershed(1.0 - p, markers=watershed_seeds(p)[0])
 
 
 def cc_cells(p: np.ndarray) -> np.ndarray:
