@@ -15,6 +15,7 @@ The Trainer is given sections 0-19 only.
     python benchmarks/bench_sparse.py --only mean-teacher-1% forest-1%
     python benchmarks/bench_sparse.py --only unet2d-1% --seeds 3   # means over training seeds 0-2
     python benchmarks/bench_sparse.py --minutes 1          # a quick look (figures not comparable)
+    python benchmarks/bench_sparse.py --only unet2d-narrow-1% --recipe swa   # an exploration recipe
 
 Results are merged into benchmarks/results/sparse.json (one entry per run name; other entries are kept).
 """
@@ -34,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import sparse_pipeline as sp  # noqa: E402
+from explore_hooks import RECIPES  # noqa: E402
 
 RESULTS = HERE / "results" / "sparse.json"
 
@@ -56,7 +58,7 @@ RUNS = {
 }
 
 
-def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0) -> dict:
+def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0, recipe: str | None = None) -> dict:
     import numpy as np
 
     from workbench.training import TrainConfig, Trainer, load_run
@@ -71,11 +73,12 @@ def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0)
         raise SystemExit("this workbench has no TrainConfig.semi_supervised option")
     cfg = TrainConfig(arch=arch, arch_options=dict(arch_options), iterations=None, minutes=minutes, device="cpu",
                       seed=seed, **kwargs)
-    run_dir = workdir / f"{name}-seed{seed}"
+    run_dir = workdir / f"{name}-{recipe or 'default'}-seed{seed}"
     load_before = sp.machine_load()
     t0 = time.perf_counter()
     # the trainer sees the training sections only (their unlabelled voxels too), never the test sections
-    trainer = Trainer(cfg, raw[sp.TRAIN], labels[sp.TRAIN], run_dir)
+    hooks = RECIPES[recipe]() if recipe else []
+    trainer = Trainer(cfg, raw[sp.TRAIN], labels[sp.TRAIN], run_dir, hooks=hooks)
     trainer.run()
     train_s = time.perf_counter() - t0
     predictor = load_run(run_dir, device="cpu")
@@ -112,6 +115,7 @@ def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0)
             predictor.model.load_state_dict(ck["bn_training"], strict=False)
             without_recal = sp.evaluate(np.ascontiguousarray(predictor.predict(raw[sp.TEST])[1]), dense[sp.TEST])
     return {
+        "recipe": recipe,
         "architecture": arch,
         "architecture_options": arch_options,
         "semi_supervised": semi,
@@ -185,6 +189,8 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--seeds", type=int, default=1,
                    help="train each run with seeds 0..N-1 (same scribbles) and record the means and the spread")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help="train with an exploration recipe (explore_hooks.py); results are named RUN+RECIPE")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--merge", nargs="*", default=None,
                    help="merge the runs of these result files (e.g. from runs made side by side) into --out")
@@ -212,11 +218,12 @@ def main(argv=None) -> int:
             seeds = 1 if RUNS[name][0] == "forest" else args.seeds  # the forest's fit is seeded but quick to vary
             for seed in range(seeds):
                 print(f"== {name} ({args.minutes:g} min, seed {seed})", flush=True)
-                r = run_one(name, args.minutes, raw, dense, Path(tmp), seed)
+                r = run_one(name, args.minutes, raw, dense, Path(tmp), seed, args.recipe)
                 r.update(seed=seed, minutes=args.minutes, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
                 print(json.dumps(r), flush=True)
                 rows.append(r)
-            results["runs"][name] = mean_over_seeds(rows) if len(rows) > 1 else rows[0]
+            key = f"{name}+{args.recipe}" if args.recipe else name
+            results["runs"][key] = mean_over_seeds(rows) if len(rows) > 1 else rows[0]
             _write(results, out)
     return 0
 

@@ -11,7 +11,8 @@ from workbench.training.augment import augment_batch
 from workbench.training.config import AugmentConfig
 from workbench.training.losses import masked_bce_dice, masked_ce_dice
 from workbench.training.sampler import PatchSampler, split_validation
-from workbench.training.targets import IGNORE_INDEX, Task, affinity_target, boundary_target, semantic_target
+from workbench.training.targets import IGNORE_INDEX, affinity_target, boundary_target, semantic_target
+from workbench.training.task import Task
 
 
 def test_semantic_target_maps_classes_and_ignores_unlabelled():

@@ -19,6 +19,7 @@ from workbench.cli import main
 from workbench.errors import WorkbenchError
 from workbench.training import AugmentConfig, TrainConfig, Trainer, load_run
 from workbench.training.checkpoint import load_checkpoint
+from workbench.training.hooks import MeanTeacherHook
 
 TINY_UNET = {"depth": 2, "base_channels": 4}
 
@@ -266,7 +267,7 @@ def test_mean_teacher_run_keeps_the_teacher_and_resumes_exactly(tmp_path):
     straight.run()
     ck = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert {"student", "semi"} <= set(ck) and ck["semi"]["updates"] == 6
-    assert straight.semi.pseudo_fraction > 0  # pseudo-labels were used
+    assert straight.hook(MeanTeacherHook).semi.pseudo_fraction > 0  # pseudo-labels were used
     for (k, a), b in zip(resumed.model.state_dict().items(), straight.model.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k, rtol=1e-5, atol=1e-6)
 
@@ -386,15 +387,15 @@ def test_cosine_schedule_follows_the_time_budget():
     raw, labels = _data()
     lr = 1e-3
     timed = Trainer(_config(iterations=None, minutes=2, lr=lr), raw, labels, "unused", resume=False)
-    assert timed._lr_at(0, 0.0) == pytest.approx(lr / 2)  # warm-up
-    assert timed._lr_at(5, 0.0) == pytest.approx(lr)
-    assert timed._lr_at(5, 60.0) == pytest.approx(lr * (0.05 + 0.95 * 0.5))
-    assert timed._lr_at(5, 120.0) == pytest.approx(lr * 0.05)
+    assert timed.lr_at(0, 0.0) == pytest.approx(lr / 2)  # warm-up
+    assert timed.lr_at(5, 0.0) == pytest.approx(lr)
+    assert timed.lr_at(5, 60.0) == pytest.approx(lr * (0.05 + 0.95 * 0.5))
+    assert timed.lr_at(5, 120.0) == pytest.approx(lr * 0.05)
     both = Trainer(_config(iterations=10, minutes=2, lr=lr), raw, labels, "unused", resume=False)
-    assert both._lr_at(6, 0.0) == pytest.approx(lr * (0.05 + 0.95 * 0.5))  # iterations are further along
-    assert both._lr_at(6, 90.0) < both._lr_at(6, 0.0)  # time is further along
+    assert both.lr_at(6, 0.0) == pytest.approx(lr * (0.05 + 0.95 * 0.5))  # iterations are further along
+    assert both.lr_at(6, 90.0) < both.lr_at(6, 0.0)  # time is further along
     constant = Trainer(_config(iterations=None, minutes=2, lr=lr, schedule="constant"), raw, labels, "unused")
-    assert constant._lr_at(5, 119.0) == lr
+    assert constant.lr_at(5, 119.0) == lr
 
 
 def test_resumed_run_trains_only_the_rest_of_its_time_budget(tmp_path):

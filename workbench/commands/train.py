@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     )
     t0 = time.perf_counter()
     trainer = Trainer(config, raw, labels, args.out, resume=args.resume)  # bad input fails here, before the bar
-    total = 1 if info.kind == "forest" else config.iterations
+    total = trainer.strategy.total(config)
     bar = tqdm(total=total, initial=trainer.start_iteration, desc=f"train {args.arch}", unit="it",
                disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
     trainer.progress = bar

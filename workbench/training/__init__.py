@@ -2,7 +2,8 @@
 ``load_run`` which turns a finished run into a Predictor."""
 
 from workbench.training.config import AugmentConfig, TrainConfig
+from workbench.training.hooks import Hook, Step
 from workbench.training.predictor import load_run
 from workbench.training.trainer import Trainer
 
-__all__ = ["AugmentConfig", "TrainConfig", "Trainer", "load_run"]
+__all__ = ["AugmentConfig", "Hook", "Step", "TrainConfig", "Trainer", "load_run"]

@@ -6,10 +6,46 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from workbench.choices import Choice, Device
 from workbench.errors import WorkbenchError
 
-TARGETS = ("semantic", "boundaries", "affinities")
-SCHEDULES = ("cosine", "constant")
+
+class Target(Choice):
+    """What a network learns to predict from the labels."""
+
+    SEMANTIC = "semantic"  # classes 1..K of sparse labels
+    BOUNDARIES = "boundaries"  # interior / boundary of instance labels
+    AFFINITIES = "affinities"  # same-object affinities of instance labels at a set of offsets
+
+    @classmethod
+    def label(cls) -> str:
+        return "target"
+
+
+class Schedule(Choice):
+    """Learning-rate schedule after the warm-up."""
+
+    COSINE = "cosine"
+    CONSTANT = "constant"
+
+    @classmethod
+    def label(cls) -> str:
+        return "schedule"
+
+
+class SemiSupervised(Choice):
+    """Learning from the unlabelled voxels of sparse labels."""
+
+    NONE = "none"
+    MEAN_TEACHER = "mean-teacher"
+
+    @classmethod
+    def label(cls) -> str:
+        return "semi_supervised method"
+
+
+TARGETS = tuple(Target.values())
+SCHEDULES = tuple(Schedule.values())
 #: nearest-neighbour and long-range offsets (z, y, x) for affinities (2D models use the ones with z = 0)
 DEFAULT_OFFSETS_3D = [[-1, 0, 0], [0, -1, 0], [0, 0, -1], [-2, 0, 0], [0, -9, 0], [0, 0, -9]]
 DEFAULT_OFFSETS_2D = [[0, -1, 0], [0, 0, -1], [0, -9, 0], [0, 0, -9]]
@@ -54,7 +90,7 @@ class TrainConfig:
 
     arch: str = "unet2d"
     arch_options: dict = field(default_factory=dict)
-    target: str = "semantic"
+    target: Target = Target.SEMANTIC
     classes: list[str] = field(default_factory=list)
     offsets: list[list[int]] | None = None
     patch_shape: list[int] | None = None
@@ -64,10 +100,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
-    schedule: str = "cosine"
+    schedule: Schedule = Schedule.COSINE
     warmup: int = 20
     seed: int = 0
-    device: str = "auto"
+    device: Device = Device.AUTO
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     val_slices: list[int] = field(default_factory=list)
     val_fraction: float = 0.0
@@ -79,11 +115,14 @@ class TrainConfig:
     # learning from the unlabelled voxels of sparse labels (workbench/training/semisupervised.py):
     # "none" (default) or "mean-teacher"; semi_options override SemiSupervisedConfig fields (see
     # benchmarks/results/sparse.json: on ISBI scribbles the teacher closes gaps in membranes but over-predicts them)
-    semi_supervised: str = "none"
+    semi_supervised: SemiSupervised = SemiSupervised.NONE
     semi_options: dict = field(default_factory=dict)
     # recompute the BatchNorm statistics of the final model over the whole training volume (unlabelled voxels
     # included) when training ends: the label-centred, augmented patches describe other images (batchnorm.py)
     bn_recalibration: bool = True
+    # stop when the validation loss has not improved for this many validations (0: off); the model kept is
+    # then the one of the best validation
+    early_stopping: int = 0
 
     def validate(self) -> None:
         """Raise ``WorkbenchError`` for values that cannot work."""
@@ -91,12 +130,10 @@ class TrainConfig:
 
         info = get_architecture(self.arch)
         info.options(**self.arch_options)
-        if self.target not in TARGETS:
-            raise WorkbenchError(f"unknown target {self.target!r}; choose one of {', '.join(TARGETS)}")
-        if info.kind == "forest" and self.target == "affinities":
-            raise WorkbenchError("the random forest predicts classes; use target semantic or boundaries")
-        if self.schedule not in SCHEDULES:
-            raise WorkbenchError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        self.target = Target.parse(self.target)
+        self.schedule = Schedule.parse(self.schedule)
+        self.device = Device.parse(self.device)
+        self.semi_supervised = SemiSupervised.parse(self.semi_supervised)
         if self.optimizer.lower() != "adamw":
             raise WorkbenchError(f"unknown optimizer {self.optimizer!r}; only adamw is available")
         if self.iterations is None and self.minutes is None:
@@ -112,10 +149,8 @@ class TrainConfig:
                 raise WorkbenchError(f"patch shape must be three positive numbers (z, y, x), got {self.patch_shape}")
             if info.dims == 2 and self.patch_shape[0] != 1:
                 raise WorkbenchError(f"{self.arch} is a 2D architecture: the patch z size must be 1, got {self.patch_shape[0]}")
-        from workbench.training.semisupervised import SEMI_SUPERVISED, SemiSupervisedConfig
+        from workbench.training.semisupervised import SemiSupervisedConfig
 
-        if self.semi_supervised not in SEMI_SUPERVISED:
-            raise WorkbenchError(f"unknown semi_supervised {self.semi_supervised!r}; choose one of {', '.join(SEMI_SUPERVISED)}")
         bad = sorted(set(self.semi_options) - set(SemiSupervisedConfig.__dataclass_fields__))
         if bad:
             raise WorkbenchError(f"unknown semi_options {bad}; valid: {', '.join(SemiSupervisedConfig.__dataclass_fields__)}")
@@ -123,11 +158,14 @@ class TrainConfig:
         thresholds = thr if isinstance(thr, (list, tuple)) else [thr]
         if not thresholds or not all(isinstance(t, (int, float)) and 0 < t <= 1 for t in thresholds):
             raise WorkbenchError(f"semi_options threshold must be a probability in (0, 1] or one per class, got {thr!r}")
+        if self.early_stopping < 0:
+            raise WorkbenchError(f"early_stopping is a number of validations (0 = off), got {self.early_stopping}")
         if not 0 <= self.val_fraction < 1:
             raise WorkbenchError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON-ready values (choices as their strings)."""
+        return json.loads(json.dumps(asdict(self)))
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:

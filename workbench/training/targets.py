@@ -11,8 +11,6 @@ Every target comes with a mask: 1 where the loss may look, 0 where the labels sa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 IGNORE_INDEX = -100
 
 
@@ -87,53 +85,3 @@ def affinity_target(labels, offsets):
         aff[(slice(None), c, *a)] = ((la == lb) & both).float()
         mask[(slice(None), c, *a)] = both.float()
     return aff, mask
-
-
-@dataclass
-class Task:
-    """A target kind with its output channels and activation.
-
-    Attributes:
-        kind: ``semantic``, ``boundaries`` or ``affinities``.
-        channel_names: one name per output channel.
-        offsets: affinity offsets (z, y, x), only for ``affinities``.
-    """
-
-    kind: str
-    channel_names: list[str]
-    offsets: list[list[int]] | None = None
-
-    @property
-    def out_channels(self) -> int:
-        return len(self.channel_names)
-
-    @property
-    def activation(self) -> str:
-        """``softmax`` over classes, or ``sigmoid`` per affinity channel."""
-        return "sigmoid" if self.kind == "affinities" else "softmax"
-
-    def make(self, labels):
-        """(target, mask) for a label batch (B, Z, Y, X)."""
-        if self.kind == "semantic":
-            return semantic_target(labels)
-        if self.kind == "boundaries":
-            return boundary_target(labels)
-        return affinity_target(labels, self.offsets)
-
-    def loss(self, logits, target, mask):
-        from workbench.training.losses import masked_bce_dice, masked_ce_dice
-
-        if self.activation == "softmax":
-            return masked_ce_dice(logits, target)
-        return masked_bce_dice(logits, target, mask)
-
-    @staticmethod
-    def for_config(kind: str, class_names: list[str], dims: int, offsets: list[list[int]]) -> Task:
-        if kind == "semantic":
-            return Task("semantic", list(class_names))
-        if kind == "boundaries":
-            return Task("boundaries", ["interior", "boundary"])
-        if dims == 2:
-            offsets = [o for o in offsets if o[0] == 0]
-        names = [f"affinity {tuple(o)}" for o in offsets]
-        return Task("affinities", names, [list(o) for o in offsets])
