@@ -9,7 +9,7 @@ PORT ?= 8866
 export WORKBENCH_DATA_DIR ?= $(abspath ../shared/data)
 export GLIBC_TUNABLES ?= glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=68719476736:glibc.malloc.arena_max=1
 
-.PHONY: app test lint install browser bench clean
+.PHONY: app test lint install browser bench clean tour
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,16 @@ app: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: install browser
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+# the README's tour (docs/images/tour_*.png) from a reproducible run of the app (a few minutes)
+tour: install browser
+	$(BIN)/python docs/make_tour.py
 
 bench: install
 	for s in benchmarks/bench_*.py; do $(BIN)/python $$s || exit 1; done

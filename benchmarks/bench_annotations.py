@@ -33,8 +33,9 @@ def _ms(fn, repeat):
 
 
 def main() -> int:
-    from scribbles import FRACTIONS, simulate_scribbles
+    from scribbles import FRACTIONS
 
+    from workbench.annotations import simulate_scribbles
     from workbench.io.volume import Volume
     from workbench.project import Project
 

@@ -90,6 +90,76 @@ def summary(xs: list[float]) -> dict:
             "min": round(min(ok), 1) if ok else None, "n": len(ok), "timeouts": len(xs) - len(ok)}
 
 
+def _make_project(tmp: Path):
+    """The sample project the app opens, with two strokes so training can start."""
+    from workbench.project import Project, ProjectOptions
+
+    project = Project.create(tmp / "projects" / "sample", raw=None, options=ProjectOptions(sample_shape=(16, 256, 256)))
+    project.annotations.add_stroke([[8, 40, 10], [8, 40, 240]], 1, width=5)
+    project.annotations.add_stroke([[8, 150, 10], [8, 150, 240]], 2, width=5)
+    return project
+
+
+def _first_renders(ctx, server, result: dict) -> None:
+    renders = []
+    for _ in range(2):
+        page, dt = open_app(ctx, server.url)
+        renders.append(dt)
+        page.close()
+    result["first_render_s"] = {"values": [round(v, 2) for v in renders], "median": round(statistics.median(renders), 2)}
+    print("first render", result["first_render_s"], flush=True)
+
+
+def _latency_and_memory(ctx, server, n_clicks: int, result: dict) -> None:
+    """Click latency and kernel memory, idle and while training."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.base_url}api/kernels?token={server.token}") as r:
+        before = {k["id"] for k in json.load(r)}
+    page, _ = open_app(ctx, server.url)
+    page.wait_for_timeout(2000)
+    rss_idle = kernel_rss_mb(server, before)
+    idle = clicks(page, n_clicks)
+    _tab(page, "4 Train", "train")
+    page.select_option(".wb-train-duration select", label="5 min")
+    page.click(".wb-action-train")
+    page.wait_for_function("() => /iteration [1-9]/.test(document.querySelector('.wb-train-eta').innerText)",
+                           timeout=300_000)
+    training = clicks(page, n_clicks)
+    rss_train = kernel_rss_mb(server, before)
+    _tab(page, "4 Train", "train")
+    rate = page.inner_text(".wb-train-eta")
+    page.click(".wb-action-stop")
+    result["click_latency_ms"] = {"idle": summary(idle), "training": summary(training),
+                                  "target_ms": 300, "training_status": rate}
+    result["kernel_rss_mb"] = {"after_load": round(max(rss_idle.values(), default=0), 1),
+                               "while_training": round(max(rss_train.values(), default=0), 1)}
+    print("latency", result["click_latency_ms"], "rss", result["kernel_rss_mb"], flush=True)
+    page.wait_for_timeout(3000)
+    page.close()
+
+
+def _sessions(ctx, server, n_clicks: int, max_sessions: int, result: dict) -> None:
+    """Median click latency with 1, 2, ... open sessions, until it doubles."""
+    sessions = []
+    pages = []
+    base = None
+    for n in range(1, max_sessions + 1):
+        pg, dt = open_app(ctx, server.url)
+        pages.append(pg)
+        lat = clicks(pg, max(6, n_clicks // 2))
+        med = summary(lat)["median"]
+        sessions.append({"sessions": n, "median_ms": med, "render_s": round(dt, 1)})
+        print("sessions", sessions[-1], flush=True)
+        base = base or med
+        if med is None or (base and med > 2 * base):
+            break
+    result["sessions"] = {"by_count": sessions,
+                          "doubled_at": next((s["sessions"] for s in sessions
+                                              if s["median_ms"] is None or s["median_ms"] > 2 * base), None),
+                          "max_tried": max_sessions}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clicks", type=int, default=20)
@@ -97,74 +167,24 @@ def main() -> int:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    from workbench.project import Project
-    from workbench.server import free_port, start_app_server
+    from widgets.serve import AppServerOptions, start_app_server
+    from workbench.ports import free_port
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
-    project = Project.create(tmp / "projects" / "sample", raw=None, sample_shape=(16, 256, 256))
-    project.annotations.add_stroke([[8, 40, 10], [8, 40, 240]], 1, width=5)
-    project.annotations.add_stroke([[8, 150, 10], [8, 150, 240]], 2, width=5)
+    project = _make_project(tmp)
     result: dict = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": platform.machine(),
                     "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()[0], "sample_shape": [16, 256, 256]}
     t = time.perf_counter()
-    server = start_app_server(port=free_port(), project=project.root)
+    server = start_app_server(AppServerOptions(port=free_port(), project=project.root))
     result["server_start_s"] = round(time.perf_counter() - t, 2)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=os.environ.get("WORKBENCH_CHROMIUM", "/usr/bin/chromium"),
                                         args=ARGS)
             ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-            renders = []
-            for _ in range(2):
-                page, dt = open_app(ctx, server.url)
-                renders.append(dt)
-                page.close()
-            result["first_render_s"] = {"values": [round(v, 2) for v in renders], "median": round(statistics.median(renders), 2)}
-            print("first render", result["first_render_s"], flush=True)
-
-            import urllib.request
-
-            with urllib.request.urlopen(f"{server.base_url}api/kernels?token={server.token}") as r:
-                before = {k["id"] for k in json.load(r)}
-            page, _ = open_app(ctx, server.url)
-            page.wait_for_timeout(2000)
-            rss_idle = kernel_rss_mb(server, before)
-            idle = clicks(page, args.clicks)
-            _tab(page, "4 Train", "train")
-            page.select_option(".wb-train-duration select", label="5 min")
-            page.click(".wb-action-train")
-            page.wait_for_function("() => /iteration [1-9]/.test(document.querySelector('.wb-train-eta').innerText)",
-                                   timeout=300_000)
-            training = clicks(page, args.clicks)
-            rss_train = kernel_rss_mb(server, before)
-            _tab(page, "4 Train", "train")
-            rate = page.inner_text(".wb-train-eta")
-            page.click(".wb-action-stop")
-            result["click_latency_ms"] = {"idle": summary(idle), "training": summary(training),
-                                          "target_ms": 300, "training_status": rate}
-            result["kernel_rss_mb"] = {"after_load": round(max(rss_idle.values(), default=0), 1),
-                                       "while_training": round(max(rss_train.values(), default=0), 1)}
-            print("latency", result["click_latency_ms"], "rss", result["kernel_rss_mb"], flush=True)
-            page.wait_for_timeout(3000)
-            page.close()
-
-            sessions = []
-            pages = []
-            base = None
-            for n in range(1, args.max_sessions + 1):
-                pg, dt = open_app(ctx, server.url)
-                pages.append(pg)
-                lat = clicks(pg, max(6, args.clicks // 2))
-                med = summary(lat)["median"]
-                sessions.append({"sessions": n, "median_ms": med, "render_s": round(dt, 1)})
-                print("sessions", sessions[-1], flush=True)
-                base = base or med
-                if med is None or (base and med > 2 * base):
-                    break
-            result["sessions"] = {"by_count": sessions,
-                                  "doubled_at": next((s["sessions"] for s in sessions
-                                                      if s["median_ms"] is None or s["median_ms"] > 2 * base), None),
-                                  "max_tried": args.max_sessions}
+            _first_renders(ctx, server, result)
+            _latency_and_memory(ctx, server, args.clicks, result)
+            _sessions(ctx, server, args.clicks, args.max_sessions, result)
             browser.close()
     finally:
         server.stop()

@@ -55,7 +55,7 @@ def stage_ceiling(args) -> dict:
 
 def stage_predict(args) -> dict:
     """predict_volume on the volume (locally or on a local Dask cluster); block timing from progress."""
-    from workbench.inference import predict_volume
+    from workbench.inference import PredictOptions, predict_volume
     from workbench.io import open_volume
     from workbench.training import load_run
 
@@ -68,9 +68,9 @@ def stage_predict(args) -> dict:
 
     out = Path(args.out)
     t0 = time.perf_counter()
-    result = predict_volume(predictor, raw, out, scheduler=args.scheduler, progress=progress, overwrite=True,
-                            compile=args.compile,
-                            workers=args.workers if args.workers == "auto" else int(args.workers))
+    options = PredictOptions(scheduler=args.scheduler, overwrite=True, compile=args.compile,
+                             workers=args.workers if args.workers == "auto" else int(args.workers))
+    result = predict_volume(predictor, raw, out, options, progress=progress)
     total = time.perf_counter() - t0
     assert result.complete
     n_blocks = result.blocks_total
@@ -242,7 +242,7 @@ def _with_previous(report: dict, previous) -> dict:
     return out
 
 
-def main() -> int:
+def _parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stage", choices=sorted(STAGES))
     p.add_argument("--run")
@@ -261,18 +261,16 @@ def main() -> int:
     p.add_argument("--yx", type=int, default=YX, help="slice size of the synthetic volumes (multiple of 1024)")
     p.add_argument("--keep-previous", action="store_true",
                    help="keep the runs of the existing results file that this run does not measure again")
-    args = p.parse_args()
-    if args.stage:
-        print(json.dumps(STAGES[args.stage](args)))
-        return 0
+    return p.parse_args()
 
+
+def _new_report(args) -> dict:
     import platform
 
     import psutil
     import torch
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_predict_", dir="/tmp"))
-    report: dict = {
+    return {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                     "load_average_start": list(os.getloadavg()), "memory_gb": psutil.virtual_memory().total / 1e9},
         "model": "unet2d (depth 4, base 16), freshly initialised, via workbench.training.load_run",
@@ -280,58 +278,56 @@ def main() -> int:
         "runs": [],
         "sizes_gb_requested": args.sizes_gb,
     }
-    previous = _previous_runs(RESULTS) if args.keep_previous else ([], None)
 
-    def save():
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(dict(_with_previous(report, previous), finished=False), indent=2))
 
-    try:
-        run_dir = tmp / "run"
-        make_run(run_dir)
-        report["flops_per_voxel"] = flops_per_voxel(run_dir)
-        report["ceiling_start"] = run_stage("ceiling")
-        def measure(label, vol, shape, stage="predict", **kw):
-            before = run_stage("ceiling")["conv3x3_gflops"]
-            r = run_stage(stage, run=run_dir, vol=vol, **kw)
-            after = run_stage("ceiling")["conv3x3_gflops"]
-            # the machine's speed drifts: compare with the ceiling measured right around the stage
-            r.update(config=label, volume_gb=r.get("voxels", float(np.prod(shape))) / 1e9, shape=list(shape),
-                     ceiling_around_gflops=[before, after])
-            return r
+def _measure(run_dir: Path, label, vol, shape, stage="predict", **kw) -> dict:
+    before = run_stage("ceiling")["conv3x3_gflops"]
+    r = run_stage(stage, run=run_dir, vol=vol, **kw)
+    after = run_stage("ceiling")["conv3x3_gflops"]
+    # the machine's speed drifts: compare with the ceiling measured right around the stage
+    r.update(config=label, volume_gb=r.get("voxels", float(np.prod(shape))) / 1e9, shape=list(shape),
+             ceiling_around_gflops=[before, after])
+    return r
 
-        # comparisons (torch.compile, a Dask cluster, MONAI) on a smaller volume, then the size series
-        if args.extras_gb:
-            vol = tmp / "extras.zarr"
-            shape = make_volume(vol, args.extras_gb, seed=99, yx=args.yx)
-            report["runs"].append(measure("local threads, default (workers auto)", vol, shape,
-                                          out=tmp / "out.zarr"))
-            report["runs"].append(measure("local threads, 1 block in flight x all torch threads", vol, shape,
-                                          out=tmp / "out.zarr", workers=1))
-            if not args.skip_compile:
-                report["runs"].append(measure("local threads + torch.compile", vol, shape, out=tmp / "out.zarr",
-                                              workers=1, compile=True))
-            if not args.skip_dask:
-                report["runs"].append(measure("dask LocalCluster 2 workers x 1 thread", vol, shape,
-                                              out=tmp / "out.zarr", scheduler="processes"))
-            save()
-            if not args.skip_monai:
-                report["monai"] = measure("MONAI sliding_window_inference (in memory)", vol, shape, stage="monai",
-                                          monai_gb=args.extras_gb)
-                save()
-            shutil.rmtree(vol, ignore_errors=True)
-        for i, gb in enumerate(args.sizes_gb):
-            vol = tmp / f"vol{i}.zarr"
-            t = time.perf_counter()
-            shape = make_volume(vol, gb, seed=i, yx=args.yx)
-            print(f"volume {shape} ({np.prod(shape) / 1e9:.2f} GB) made in {time.perf_counter() - t:.0f} s",
-                  file=sys.stderr, flush=True)
-            report["runs"].append(measure("local threads, default (workers auto)", vol, shape, out=tmp / "out.zarr"))
-            save()
-            shutil.rmtree(vol, ignore_errors=True)
-        report["ceiling_end"] = run_stage("ceiling")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+def _run_extras(args, tmp: Path, run_dir: Path, report: dict, save) -> None:
+    """The comparisons (torch.compile, a Dask cluster, MONAI) on a smaller volume."""
+    vol = tmp / "extras.zarr"
+    shape = make_volume(vol, args.extras_gb, seed=99, yx=args.yx)
+    report["runs"].append(_measure(run_dir, "local threads, default (workers auto)", vol, shape,
+                                   out=tmp / "out.zarr"))
+    report["runs"].append(_measure(run_dir, "local threads, 1 block in flight x all torch threads", vol, shape,
+                                   out=tmp / "out.zarr", workers=1))
+    if not args.skip_compile:
+        report["runs"].append(_measure(run_dir, "local threads + torch.compile", vol, shape, out=tmp / "out.zarr",
+                                       workers=1, compile=True))
+    if not args.skip_dask:
+        report["runs"].append(_measure(run_dir, "dask LocalCluster 2 workers x 1 thread", vol, shape,
+                                       out=tmp / "out.zarr", scheduler="processes"))
+    save()
+    if not args.skip_monai:
+        report["monai"] = _measure(run_dir, "MONAI sliding_window_inference (in memory)", vol, shape, stage="monai",
+                                   monai_gb=args.extras_gb)
+        save()
+    shutil.rmtree(vol, ignore_errors=True)
+
+
+def _run_sizes(args, tmp: Path, run_dir: Path, report: dict, save) -> None:
+    """The size series with the default settings."""
+    for i, gb in enumerate(args.sizes_gb):
+        vol = tmp / f"vol{i}.zarr"
+        t = time.perf_counter()
+        shape = make_volume(vol, gb, seed=i, yx=args.yx)
+        print(f"volume {shape} ({np.prod(shape) / 1e9:.2f} GB) made in {time.perf_counter() - t:.0f} s",
+              file=sys.stderr, flush=True)
+        report["runs"].append(_measure(run_dir, "local threads, default (workers auto)", vol, shape,
+                                       out=tmp / "out.zarr"))
+        save()
+        shutil.rmtree(vol, ignore_errors=True)
+
+
+def _add_fractions(report: dict) -> None:
+    """GFLOP/s of every run and its fraction of the ceiling (the run's maximum and the one around it)."""
     ceiling = max(report["ceiling_start"]["conv3x3_gflops"], report["ceiling_end"]["conv3x3_gflops"])
     fpv = report["flops_per_voxel"]
     for r in [*report["runs"], report.get("monai", {})]:
@@ -345,6 +341,35 @@ def main() -> int:
                 r[key.replace("voxels_per_s", "fraction_of_run_max_ceiling")] = g / ceiling
                 r[key.replace("voxels_per_s", "fraction_of_ceiling_around")] = g / local_ceiling
     report["ceiling_gflops"] = ceiling
+
+
+def main() -> int:
+    args = _parse_args()
+    if args.stage:
+        print(json.dumps(STAGES[args.stage](args)))
+        return 0
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_predict_", dir="/tmp"))
+    report = _new_report(args)
+    previous = _previous_runs(RESULTS) if args.keep_previous else ([], None)
+
+    def save():
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(dict(_with_previous(report, previous), finished=False), indent=2))
+
+    try:
+        run_dir = tmp / "run"
+        make_run(run_dir)
+        report["flops_per_voxel"] = flops_per_voxel(run_dir)
+        report["ceiling_start"] = run_stage("ceiling")
+        # comparisons (torch.compile, a Dask cluster, MONAI) on a smaller volume, then the size series
+        if args.extras_gb:
+            _run_extras(args, tmp, run_dir, report, save)
+        _run_sizes(args, tmp, run_dir, report, save)
+        report["ceiling_end"] = run_stage("ceiling")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _add_fractions(report)
     report["machine"]["load_average_end"] = list(os.getloadavg())
     report["finished"] = True
     report = _with_previous(report, previous)

@@ -29,6 +29,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -58,11 +59,21 @@ RUNS = {
 }
 
 
-def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0, recipe: str | None = None) -> dict:
-    import numpy as np
+@dataclass(frozen=True)
+class Request:
+    """One training run of the benchmark: a ``RUNS`` name, its minutes, the training seed and a recipe."""
 
+    name: str
+    minutes: float
+    seed: int = 0
+    recipe: str | None = None
+
+
+def run_one(req: Request, raw, dense, workdir: Path) -> dict:
+    """Train the run ``req`` asks for on the training sections and score it on the test sections."""
     from workbench.training import TrainConfig, Trainer, load_run
 
+    name, minutes, seed, recipe = req.name, req.minutes, req.seed, req.recipe
     arch, semi, fraction, *rest = RUNS[name]
     arch_options = rest[0] if rest else {}
     labels, achieved = sp.training_labels(dense, fraction)
@@ -82,6 +93,26 @@ def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0,
     trainer.run()
     train_s = time.perf_counter() - t0
     predictor = load_run(run_dir, device="cpu")
+    return {
+        "recipe": recipe,
+        "architecture": arch,
+        "architecture_options": arch_options,
+        "semi_supervised": semi,
+        "labels": "dense" if fraction is None else f"scribbles {fraction:.2%}",
+        "labelled_fraction_of_train_pixels": round(achieved, 5),
+        "iterations": int(trainer.iteration),
+        "train_s": round(train_s, 1),
+        "load_before": load_before,
+        **score(predictor, trainer, raw, dense, labels),
+        "load_after": sp.machine_load(),
+    }
+
+
+def score(predictor, trainer, raw, dense, labels) -> dict:
+    """The protocol's scores of a trained run: plain, with test-time augmentation, with the label-free prior
+    correction, and with the BatchNorm statistics training ended with."""
+    import numpy as np
+
     t1 = time.perf_counter()
     probs = predictor.predict(raw[sp.TEST])  # (2, 10, 512, 512): membrane, interior
     predict_s = time.perf_counter() - t1
@@ -110,22 +141,12 @@ def run_one(name: str, minutes: float, raw, dense, workdir: Path, seed: int = 0,
     if getattr(trainer, "bn_recalibration", None):
         from workbench.training.checkpoint import load_checkpoint
 
-        ck = load_checkpoint(run_dir / "checkpoint.pt")
+        ck = load_checkpoint(trainer.run_dir / "checkpoint.pt")
         if ck.get("bn_training"):
             predictor.model.load_state_dict(ck["bn_training"], strict=False)
             without_recal = sp.evaluate(np.ascontiguousarray(predictor.predict(raw[sp.TEST])[1]), dense[sp.TEST])
     return {
-        "recipe": recipe,
-        "architecture": arch,
-        "architecture_options": arch_options,
-        "semi_supervised": semi,
-        "labels": "dense" if fraction is None else f"scribbles {fraction:.2%}",
-        "labelled_fraction_of_train_pixels": round(achieved, 5),
-        "iterations": int(trainer.iteration),
-        "train_s": round(train_s, 1),
         "predict_s": round(predict_s, 1),
-        "load_before": load_before,
-        "load_after": sp.machine_load(),
         **scores,
         "tta": tta,
         "bn_recalibration": getattr(trainer, "bn_recalibration", None),
@@ -218,7 +239,7 @@ def main(argv=None) -> int:
             seeds = 1 if RUNS[name][0] == "forest" else args.seeds  # the forest's fit is seeded but quick to vary
             for seed in range(seeds):
                 print(f"== {name} ({args.minutes:g} min, seed {seed})", flush=True)
-                r = run_one(name, args.minutes, raw, dense, Path(tmp), seed, args.recipe)
+                r = run_one(Request(name, args.minutes, seed, args.recipe), raw, dense, Path(tmp))
                 r.update(seed=seed, minutes=args.minutes, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
                 print(json.dumps(r), flush=True)
                 rows.append(r)

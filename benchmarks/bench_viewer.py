@@ -116,7 +116,7 @@ def make_big_zarr(root: Path) -> tuple[Path, float]:
     dask pattern (cell-like blobs + noise), in bounded memory."""
     import dask.array as da
 
-    from workbench.io import write_ome_zarr
+    from workbench.io import WriteOptions, write_ome_zarr
 
     z, y, x = BIG_SHAPE
 
@@ -129,7 +129,7 @@ def make_big_zarr(root: Path) -> tuple[Path, float]:
 
     arr = da.map_blocks(block, dtype=np.uint8, chunks=((64,) * (z // 64), (512,) * (y // 512), (512,) * (x // 512)))
     t = time.perf_counter()
-    out = write_ome_zarr(arr, root / "big.zarr", voxel_size=(8, 8, 8), chunks=(64, 128, 128))
+    out = write_ome_zarr(arr, root / "big.zarr", WriteOptions(voxel_size=(8, 8, 8), chunks=(64, 128, 128)))
     return out, time.perf_counter() - t
 
 

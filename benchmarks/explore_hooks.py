@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from workbench.training import Hook, Step
-from workbench.training.batchnorm import recalibrate_batchnorm
+from workbench.training.batchnorm import TileSampling, recalibrate_batchnorm
 from workbench.training.sampler import PatchSampler
 from workbench.training.targets import IGNORE_INDEX
 
@@ -131,8 +131,9 @@ class ConfidentPseudoLabels(Hook):
 
         model = copy.deepcopy(trainer.net)
         tile = [1, *(2 * p for p in trainer.patch_shape[1:])]
-        recalibrate_batchnorm(model, trainer.raw_norm, tile, trainer.info.dims, trainer.device,
-                              trainer.memory_format, seed=trainer.config.seed)
+        recalibrate_batchnorm(model, trainer.raw_norm, TileSampling(tuple(tile), trainer.info.dims,
+                                                                    seed=trainer.config.seed),
+                              trainer.device, trainer.memory_format)
         model.eval()
         out = []
         with torch.inference_mode():

@@ -73,8 +73,7 @@ def decompose(p: np.ndarray, truth: np.ndarray) -> dict:
 
 def edge_table(p: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """(mean membrane probability, joins one true cell) of every contact between watershed cells."""
-    from workbench.segmentation.affinity import region_graph
-    from workbench.segmentation.watershed import boundary_edge_affinities
+    from workbench.segmentation.graph import boundary_edge_affinities, region_graph
 
     cells = sp.watershed_cells(p)
     pairs, sums, counts = region_graph(cells, boundary_edge_affinities(1.0 - p))

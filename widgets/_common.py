@@ -7,6 +7,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
@@ -215,6 +216,20 @@ def fmt_duration(seconds: float | None) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {(s % 3600) // 60:02d} min"
+
+
+def display_path(path) -> str:
+    """A path as shown on the page: under the home folder as ``~/...`` (shorter, and names no user)."""
+    text = str(path)
+    try:
+        home = Path.home()
+    except RuntimeError:  # no home folder
+        return text
+    p = Path(text)
+    if not p.is_absolute() or home == Path(home.anchor) or home not in (p, *p.parents):
+        return text
+    rel = p.relative_to(home).as_posix()
+    return "~" if rel == "." else f"~/{rel}"
 
 
 def fmt_count(n: float) -> str:

@@ -3,7 +3,8 @@
 The default ``hv.extension('bokeh')`` fetches BokehJS from a CDN and renders nothing offline. Panel's
 ipywidgets comms with inline resources (``jupyter_bokeh``) work offline, and ``pn.ipywidget(plot)`` turns a
 plot into a real ipywidget that can live inside tabs and boxes. Plots get fixed pixel sizes: responsive
-Bokeh plots collapse inside ipywidgets boxes.
+Bokeh plots collapse inside ipywidgets boxes. Colours and colour maps (labels, classes, instances) are the
+core's: :mod:`workbench.classes`.
 """
 
 from __future__ import annotations
@@ -42,55 +43,6 @@ def as_widget(plot, width: int | None = None, height: int | None = None):
     if height:
         w.layout.height = f"{height + 10}px"
     return w
-
-
-def hex_to_rgb(color: str) -> tuple[int, int, int]:
-    """'#ff8800' -> (255, 136, 0); unknown strings give grey."""
-    c = str(color).lstrip("#")
-    if len(c) == 3:
-        c = "".join(ch * 2 for ch in c)
-    try:
-        return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
-    except ValueError:
-        return 128, 128, 128
-
-
-def label_rgba(labels: np.ndarray, colors: dict[int, str], alpha: int = 150) -> np.ndarray:
-    """A 2D label image as RGBA (uint8, (y, x, 4)); label 0 is transparent."""
-    lut = np.zeros((max([int(labels.max()) if labels.size else 0, *colors.keys(), 0]) + 1, 4), np.uint8)
-    for k, col in colors.items():
-        if k > 0:
-            lut[k, :3] = hex_to_rgb(col)
-            lut[k, 3] = alpha
-    for k in range(1, lut.shape[0]):  # labels without a colour still show
-        if lut[k, 3] == 0:
-            lut[k] = (*_palette(k), alpha)
-    return lut[labels.astype(np.intp, copy=False)]
-
-
-def instance_rgba(ids: np.ndarray, alpha: int = 255) -> np.ndarray:
-    """Instance ids as random but stable colours; 0 is black/transparent."""
-    ids = ids.astype(np.uint64, copy=False)
-    h = (ids * np.uint64(2654435761)) & np.uint64(0xFFFFFF)
-    rgba = np.zeros((*ids.shape, 4), np.uint8)
-    rgba[..., 0] = (h >> np.uint64(16)) & np.uint64(255)
-    rgba[..., 1] = (h >> np.uint64(8)) & np.uint64(255)
-    rgba[..., 2] = h & np.uint64(255)
-    rgba[..., :3] = 60 + (rgba[..., :3].astype(np.uint16) * 195 // 255).astype(np.uint8)
-    rgba[..., 3] = np.where(ids > 0, alpha, 0)
-    return rgba
-
-
-_PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
-
-
-def _palette(k: int) -> tuple[int, int, int]:
-    return hex_to_rgb(_PALETTE[(k - 1) % len(_PALETTE)])
-
-
-def palette_color(k: int) -> str:
-    """A distinct default colour for class ``k`` (1-based)."""
-    return _PALETTE[(k - 1) % len(_PALETTE)]
 
 
 def display_range(img: np.ndarray) -> tuple[float, float]:

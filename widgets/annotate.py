@@ -111,10 +111,10 @@ class AnnotatePanel:
 
     # ---- drawing
     def _overlay(self, z: int) -> np.ndarray:
-        from widgets._hv import label_rgba
+        from workbench.classes import class_colors, label_rgba
 
         labels = self.store.read((slice(z, z + 1), slice(None), slice(None)))[0]
-        return label_rgba(labels, {c.id: c.color for c in self.ctx.project.classes})
+        return label_rgba(labels, class_colors(self.ctx.project.classes))
 
     def _pen_color(self) -> str:
         if self.label_select.value == ERASER:
@@ -232,7 +232,6 @@ class AnnotatePanel:
 
         viewer = self.ctx.viewer()
         p = self.ctx.project
-        viewer.show_label_store(self.store, classes=[{"id": c.id, "name": c.name, "color": c.color}
-                                                     for c in p.classes])
+        viewer.show_label_store(self.store, classes=p.classes)
         self.ng_box.children = [NeuroglancerFrame(viewer, height=480).widget]
         self.status.set("the same labels in Neuroglancer (3D view: switch the layout in its top bar)", "ok")

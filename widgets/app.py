@@ -9,7 +9,7 @@ from pathlib import Path
 
 import ipywidgets as W
 
-from widgets._common import StatusLine, action_button, error_line, remember_loop, styled
+from widgets._common import StatusLine, action_button, display_path, error_line, remember_loop, styled
 from widgets.context import AppContext, resolve_project_dir
 from workbench.errors import WorkbenchError
 from workbench.project import Project
@@ -98,7 +98,7 @@ class WorkbenchApp:
         p = self.ctx.project
         self.header.value = (f"<div class='wb-header'><b style='font-size:1.3em'>EM Workbench</b> &nbsp; "
                              f"project <b class='wb-project-name'>{html.escape(p.name)}</b> "
-                             f"<code>{html.escape(str(p.root))}</code> · saved as you go</div>")
+                             f"<code>{html.escape(display_path(p.root))}</code> · saved as you go</div>")
 
     def _build(self, step: str):
         if step in self.panels:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import threading
-import time
 
 import ipywidgets as W
 
@@ -19,32 +18,14 @@ TRAIN_DEFAULTS = {"batch_size": None, "lr": 1e-3, "patch_shape": None, "target":
 
 
 def measure_speed(info, repeats: int = 2) -> dict:
-    """Time a forward pass of ``info``'s model on its default patch here; estimate training speed.
+    """``{"forward_s", "train_patches_per_s", "gflop"}`` of ``info``'s model on its default patch here ({} for
+    a model that is not a network); see :func:`workbench.models.profile_model`."""
+    from workbench.models import profile_model
 
-    Returns ``{"forward_s": s, "train_patches_per_s": n, "gflop": forward GFLOP}``; a training step costs
-    about three forward passes (forward + backward).
-    """
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    if info.kind != "torch":
+    if not info.is_network:
         return {}
-    patch = tuple(info.default_patch)
-    shape = (1, 1, *patch[1:]) if info.dims == 2 else (1, 1, *patch)
-    with torch.device("meta"):
-        model = info.build(1, 2)
-        with FlopCounterMode(display=False) as fc:
-            model(torch.zeros(shape))
-    gflop = fc.get_total_flops() / 1e9
-    model = info.build(1, 2).eval()
-    x = torch.rand(shape)
-    with torch.no_grad():
-        model(x)  # warm-up
-        t = time.perf_counter()
-        for _ in range(repeats):
-            model(x)
-        dt = (time.perf_counter() - t) / repeats
-    return {"forward_s": dt, "train_patches_per_s": 1.0 / (3.0 * dt), "gflop": gflop}
+    prof = profile_model(info, repeats=repeats)
+    return {"forward_s": prof.forward_s, "train_patches_per_s": prof.train_patches_per_s, "gflop": prof.gflop}
 
 
 class ArchitecturePanel:
@@ -111,12 +92,12 @@ class ArchitecturePanel:
     def _card_text(self, info) -> str:
         try:
             n_params = info.parameter_count()
-            params = f"{fmt_count(n_params)} parameters" if info.kind == "torch" else "no network (trains in seconds)"
+            params = f"{fmt_count(n_params)} parameters" if info.is_network else "no network (trains in seconds)"
         except Exception:
             params = "?"
         rf = " × ".join(str(v) for v in info.receptive_field())
         sp = self.speeds.get(info.name)
-        if info.kind != "torch":
+        if not info.is_network:
             speed = "fast on any CPU"
         elif sp is None:
             speed = "measuring ..."
@@ -133,7 +114,7 @@ class ArchitecturePanel:
 
     def _measure_all(self) -> None:
         for name, info in self.infos.items():
-            if info.kind != "torch":
+            if not info.is_network:
                 continue
             try:
                 self.speeds[name] = measure_speed(info)

@@ -99,8 +99,7 @@ class AppContext:
             from workbench.viewer import WorkbenchViewer
 
             p = self.project
-            self._viewer = WorkbenchViewer(voxel_size=p.voxel_size,
-                                           classes=[{"id": c.id, "name": c.name, "color": c.color} for c in p.classes])
+            self._viewer = WorkbenchViewer(voxel_size=p.voxel_size, classes=p.classes)
             self._viewer.set_raw(p.raw)
         return self._viewer
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
 import ipywidgets as W
 
-from widgets._common import StatusLine, action_button, styled
+from widgets._common import StatusLine, action_button, display_path, styled
 from widgets.context import AppContext
 from workbench.errors import WorkbenchError
-from workbench.project import Project
+from workbench.project import Project, ProjectOptions
 
 SOURCES = ("Built-in sample", "Dataset catalog", "File or folder")
 #: file endings the browser offers (folders are always listed: PNG stacks, zarr, N5)
@@ -195,7 +196,7 @@ class DataPanel:
     def use_sample(self, seed: int = 0) -> Project:
         """Switch to (or create) the project of the built-in sample with ``seed``."""
         name = "sample" if seed == 0 else f"sample-{seed}"
-        return self._open_or_create(self.ctx.workspace / name, raw=None, seed=int(seed))
+        return self._open_or_create(self.ctx.workspace / name, raw=None, options=ProjectOptions(seed=int(seed)))
 
     def use_dataset(self, name: str | None) -> Project:
         """Fetch a catalog dataset (local mirror or download) and switch to its project."""
@@ -205,7 +206,8 @@ class DataPanel:
 
         self.status.set(f"fetching {name} ...", "busy")
         path = fetch_dataset(name)
-        return self._open_or_create(self.ctx.workspace / _safe_dirname(name), raw=str(path / "raw"), name=name)
+        return self._open_or_create(self.ctx.workspace / _safe_dirname(name), raw=str(path / "raw"),
+                                    options=ProjectOptions(name=name))
 
     def use_path(self, path: Path | None) -> Project:
         """Open a file or folder under the data root as a new project (or the one made for it before)."""
@@ -227,7 +229,8 @@ class DataPanel:
 
         open_volume(str(path), voxel_size=voxel)  # fail fast, with the reader's one-line message
         name = _safe_dirname(path.stem if path.is_file() else path.name)
-        return self._open_or_create(self.ctx.workspace / name, raw=str(path), voxel_size=voxel, name=path.name)
+        return self._open_or_create(self.ctx.workspace / name, raw=str(path),
+                                    options=ProjectOptions(voxel_size=voxel, name=path.name))
 
     # ---- showing
     def refresh(self, **_) -> None:
@@ -243,12 +246,12 @@ class DataPanel:
         vs = ", ".join(f"{v:g}" for v in raw.voxel_size)
         truth = "yes (results can be scored)" if p.truth_path is not None else "no"
         self.info.value = (
-            f"<table class='wb-data-table'><tr><td><b>project</b></td><td>{p.name} "
-            f"<code>{p.root}</code></td></tr>"
+            f"<table class='wb-data-table'><tr><td><b>project</b></td><td>{html.escape(p.name)} "
+            f"<code>{html.escape(display_path(p.root))}</code></td></tr>"
             f"<tr><td><b>shape</b> (z, y, x)</td><td class='wb-data-shape'>{' × '.join(map(str, raw.shape))}</td></tr>"
             f"<tr><td><b>voxel size</b></td><td>{vs} nm</td></tr>"
             f"<tr><td><b>type</b></td><td>{raw.dtype}</td></tr>"
-            f"<tr><td><b>source</b></td><td><code>{raw.source}</code></td></tr>"
+            f"<tr><td><b>source</b></td><td><code>{html.escape(display_path(raw.source) if raw.source else '')}</code></td></tr>"
             f"<tr><td><b>ground truth</b></td><td>{truth}</td></tr></table>")
         self._preview = SliceView(raw, size=360, title="")
         self.z.max = raw.shape[0] - 1

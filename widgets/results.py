@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import shutil
 import time
 from pathlib import Path
 
@@ -12,21 +11,12 @@ import numpy as np
 
 from widgets._common import StatusLine, Ticker, action_button, fmt_duration, styled
 from widgets.context import AppContext
-from widgets.train import load_run, prediction_colors
+from workbench.classes import class_colors, instance_rgba, label_rgba, prediction_colors
 from workbench.errors import WorkbenchError
+from workbench.inference import prediction_class_map
+from workbench.training import load_run
 
 SEG_METHODS = (("watershed on the boundary class", "watershed"), ("connected components of a class", "cc"))
-
-
-def class_map(pred_path: Path):
-    """The most likely class id (channel + 1) of a stored prediction, as a lazy dask array (z, y, x)."""
-    import dask.array as da
-
-    from workbench.inference import open_prediction
-
-    arr = open_prediction(pred_path)
-    d = da.from_array(arr, chunks=(arr.shape[0], *arr.chunks[1:]))
-    return (d.argmax(axis=0) + 1).astype(np.uint8)
 
 
 class ResultsPanel:
@@ -164,7 +154,7 @@ class ResultsPanel:
     # ---- predicting
     def predict(self, wait: bool = False) -> None:
         """Predict the whole volume with the chosen run in the background (``wait``: block until done)."""
-        from workbench.inference import predict_volume
+        from workbench.inference import PredictOptions, predict_volume
 
         if not self.run.value:
             raise WorkbenchError("no trained model yet: train one in step 4")
@@ -175,8 +165,8 @@ class ResultsPanel:
 
         def work(should_stop):
             predictor = load_run(run.path)
-            return predict_volume(predictor, raw, out, tta=tta, progress=self._on_progress, overwrite=True,
-                                  should_stop=should_stop)
+            return predict_volume(predictor, raw, out, PredictOptions(tta=tta, overwrite=True),
+                                  progress=self._on_progress, should_stop=should_stop)
 
         self.progress.value = 0
         self.progress.bar_style = ""
@@ -232,17 +222,18 @@ class ResultsPanel:
     # ---- instances
     def segment(self) -> Path:
         """Instances from the prediction (watershed on boundaries or connected components)."""
-        from workbench.segmentation import segment_prediction
+        from workbench.segmentation import SegmentOptions, segment_prediction
 
         pred = self.pred_path()
         if not pred.exists():
             raise WorkbenchError("predict the volume first", pred)
         self.status.set("segmenting ...", "busy")
         merge = float(self.seg_merge.value)
-        out = segment_prediction(pred, self.seg_path(), method=self.seg_method.value,
-                                 channel=int(self.seg_channel.value or 0), threshold=float(self.seg_threshold.value),
-                                 min_size=int(self.seg_min_size.value), overwrite=True,
-                                 merge_threshold=merge if merge > 0 and self.seg_method.value == "watershed" else None)
+        options = SegmentOptions(method=self.seg_method.value, channel=int(self.seg_channel.value or 0),
+                                 threshold=float(self.seg_threshold.value), min_size=int(self.seg_min_size.value),
+                                 merge_threshold=merge if merge > 0 and self.seg_method.value == "watershed" else None,
+                                 overwrite=True)
+        out = segment_prediction(pred, self.seg_path(), options)
         self.show_compare()
         self.evaluate()
         if self.ng_box.children:
@@ -253,7 +244,6 @@ class ResultsPanel:
 
     # ---- comparing
     def _views(self):
-        from widgets._hv import instance_rgba, label_rgba
         from widgets.slice_view import SliceView
         from workbench.io import open_volume
 
@@ -262,7 +252,7 @@ class ResultsPanel:
         views = [("raw", SliceView(raw, size=self.size, title="raw"))]
         pred = self.pred_path() if self.run.value else None
         if pred is not None and pred.exists():
-            cmap = class_map(pred)
+            cmap = prediction_class_map(pred)
             colors = {i + 1: c for i, c in enumerate(prediction_colors(self._channel_names(), p.classes))}
             views.append(("prediction", SliceView(raw, overlay=lambda z: label_rgba(np.asarray(cmap[z]), colors, 200),
                                                   size=self.size, title="prediction")))
@@ -273,7 +263,7 @@ class ResultsPanel:
                                                  size=self.size, title="instances")))
         truth = p.truth
         if truth is not None:
-            colors = {c.id: c.color for c in p.classes}
+            colors = class_colors(p.classes)
             views.append(("ground truth", SliceView(raw, overlay=lambda z: label_rgba(truth[z:z + 1][0], colors, 200),
                                                     size=self.size, title="ground truth")))
         return views
@@ -291,19 +281,13 @@ class ResultsPanel:
 
     def evaluate(self) -> dict:
         """Scores against the ground truth (classes; instances when both exist); {} without truth."""
-        from workbench.metrics import evaluate
+        from workbench.metrics import evaluate_run
 
-        p = self.project
-        pred = self.pred_path() if self.run.value else None
-        if p.truth is None or pred is None or not pred.exists():
-            self.metrics.value = "" if p.truth is not None else "<i>no ground truth in this project: no scores</i>"
+        res = evaluate_run(self.project, self.run.value) if self.run.value else {}
+        if not res:
+            self.metrics.value = ("" if self.project.truth is not None
+                                  else "<i>no ground truth in this project: no scores</i>")
             return {}
-        res = {"classes": evaluate(class_map(pred), p.truth, kind="semantic")}
-        inst = p.data_path / "labels" / "instances"
-        if self.seg_path().exists() and inst.exists():
-            from workbench.io import open_volume
-
-            res["instances"] = evaluate(open_volume(str(self.seg_path())), open_volume(str(inst)), kind="instances")
         self.metrics.value = self._metrics_html(res)
         return res
 
@@ -318,7 +302,7 @@ class ResultsPanel:
         inst = res.get("instances")
         if inst:
             for k, label in (("are", "adapted Rand error"), ("voi_split", "VOI split"), ("voi_merge", "VOI merge"),
-                             ("ap_0.5", "AP@0.5"), ("ap50", "AP@0.5")):
+                             ("ap@0.5", "AP@0.5")):
                 if k in inst:
                     rows.append(f"<tr><td>{label}</td><td>{inst[k]:.3f}</td></tr>")
         return ("<b>Scores against the ground truth</b><table class='wb-metrics-table'>" + "".join(rows) + "</table>")
@@ -331,8 +315,7 @@ class ResultsPanel:
 
         p = self.project
         viewer = self.ctx.viewer()
-        classes = [{"id": c.id, "name": c.name, "color": c.color} for c in p.classes]
-        viewer.show_label_store(p.annotations, classes=classes)
+        viewer.show_label_store(p.annotations, classes=p.classes)
         pred = self.pred_path() if self.run.value else None
         if pred is not None and pred.exists():
             names = self._channel_names()
@@ -345,40 +328,18 @@ class ResultsPanel:
     # ---- export
     def export(self, what: str) -> Path:
         """Write the class map as OME-Zarr or TIFF, or the model, to ``<project>/exports``; returns the path."""
+        from workbench.exports import export_classes, export_model
+
         run = self._run_info()
         out_dir = self.project.root / "exports"
         out_dir.mkdir(exist_ok=True)
+        names = {"zarr": f"{run.id}-classes.ome.zarr", "tiff": f"{run.id}-classes.tif"}
         if what == "model":
-            if (run.config or {}).get("arch") == "forest":  # not a network: the run folder is the model
-                made = shutil.make_archive(str(out_dir / f"{run.id}-model"), "zip", root_dir=run.path, base_dir=".")
-                path = Path(made)
-            else:  # a BioImage Model Zoo package (TorchScript + state dict, test tensors, rdf.yaml)
-                from workbench.training.export import export_run
-
-                path = export_run(run.path, "bioimageio", out_dir / f"{run.id}.bioimageio.zip")
+            path = export_model(run.path, out_dir)
+        elif what in names:
+            path = export_classes(self.pred_path(run.id), out_dir / names[what], voxel_size=self.project.voxel_size)
         else:
-            pred = self.pred_path(run.id)
-            if not pred.exists():
-                raise WorkbenchError("predict the volume first", pred)
-            from workbench.io.volume import Volume
-
-            vol = Volume(class_map(pred), voxel_size=self.project.voxel_size, name=f"{run.id}-classes",
-                         source=str(pred))
-            if what == "zarr":
-                from workbench.io.omezarr import write_ome_zarr
-
-                path = out_dir / f"{run.id}-classes.ome.zarr"
-                write_ome_zarr(vol, path, name="classes", voxel_size=vol.voxel_size, overwrite=True)
-            elif what == "tiff":
-                import tifffile
-
-                path = out_dir / f"{run.id}-classes.tif"
-                tmp = path.with_name(path.name + ".partial")
-                tifffile.imwrite(tmp, vol.read(), imagej=True, metadata={"axes": "ZYX"},
-                                 resolution=(1e3 / vol.voxel_size[2], 1e3 / vol.voxel_size[1]))
-                tmp.replace(path)
-            else:
-                raise WorkbenchError(f"unknown export {what!r}")
+            raise WorkbenchError(f"unknown export {what!r}")
         self.exports.value = f"<small>exported <code class='wb-export-path'>{html.escape(str(path))}</code></small>"
         self.status.set(f"exported {path.name}", "ok")
         return path

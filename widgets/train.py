@@ -12,48 +12,16 @@ import numpy as np
 
 from widgets._common import StatusLine, Ticker, action_button, fmt_duration, styled
 from widgets.context import AppContext
+from workbench.classes import class_rgba, prediction_colors
 from workbench.errors import WorkbenchError
+from workbench.inference import predict_slice
+from workbench.training import load_run
+from workbench.training.hooks import OnCheckpoint
 
 #: the app checkpoints often so the live prediction and a resumed session see a recent model
 LIVE_CHECKPOINT_SECONDS = 5.0
 LIVE_PREDICTION_SECONDS = 4.0
 DURATIONS = (("30 s", 0.5), ("1 min", 1.0), ("2 min", 2.0), ("5 min", 5.0), ("15 min", 15.0), ("1 h", 60.0))
-
-
-def class_rgba(probs: np.ndarray, colors: list[str], alpha: int = 140) -> np.ndarray:
-    """(C, y, x) class probabilities -> RGBA of the most likely class (channel c has colour ``colors[c]``)."""
-    from widgets._hv import hex_to_rgb
-
-    lut = np.array([(*hex_to_rgb(c), alpha) for c in colors], np.uint8)
-    return lut[np.argmax(probs, axis=0)]
-
-
-def prediction_colors(channel_names: list[str], classes) -> list[str]:
-    """Colours for prediction channels: the project class of the same name, else by position."""
-    by_name = {c.name: c.color for c in classes}
-    ordered = [c.color for c in classes]
-    out = []
-    for i, n in enumerate(channel_names):
-        out.append(by_name.get(n, ordered[i] if i < len(ordered) else "#888888"))
-    return out
-
-
-def load_run(run_dir, device: str = "auto"):
-    """The predictor of a run (``workbench.training.load_run``)."""
-    from workbench.training import load_run as _load
-
-    return _load(run_dir, device=device)
-
-
-def predict_slice(predictor, raw, z: int) -> np.ndarray:
-    """Class probabilities (C, y, x) of slice ``z`` (with the predictor's z context for 3D models)."""
-    from workbench.inference import predict_region
-
-    hz = int(predictor.halo[0]) if getattr(predictor, "spatial_dims", 2) == 3 else 0
-    z0, z1 = max(0, z - hz), min(raw.shape[0], z + hz + 1)
-    block = np.asarray(raw[z0:z1])
-    probs = predict_region(predictor, block)
-    return probs[:, z - z0]
 
 
 class TrainPanel:
@@ -82,7 +50,9 @@ class TrainPanel:
         self._lock = threading.Lock()
         self._pred_busy = False
         self._last_pred = 0.0
-        self._last_ckpt_mtime = 0.0
+        #: (iteration, wall time) of the newest checkpoint the trainer announced; None: load what is on disk
+        self._model_saved: tuple[int, float] | None = None
+        self._model_loaded: tuple[int, float] | None = None
         self.predictor = None
         self.live_probs: np.ndarray | None = None
 
@@ -239,11 +209,13 @@ class TrainPanel:
         run_dir = p.new_run_dir(cfg.arch)
         try:
             try:
-                trainer = Trainer(cfg, p.raw, labels, run_dir, progress=self._on_progress, on_metrics=self._on_metrics)
+                trainer = Trainer(cfg, p.raw, labels, run_dir, progress=self._on_progress,
+                                  on_metrics=self._on_metrics, hooks=[OnCheckpoint(self._on_checkpoint)])
             except WorkbenchError:
                 # too few strokes to hold a quarter out for validation: train on all of them
                 cfg.val_fraction = 0.0
-                trainer = Trainer(cfg, p.raw, labels, run_dir, progress=self._on_progress, on_metrics=self._on_metrics)
+                trainer = Trainer(cfg, p.raw, labels, run_dir, progress=self._on_progress,
+                                  on_metrics=self._on_metrics, hooks=[OnCheckpoint(self._on_checkpoint)])
         except BaseException:
             if run_dir.exists() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
@@ -256,7 +228,7 @@ class TrainPanel:
         self.iteration = 0
         self.run_dir = run_dir
         self.started = time.monotonic()
-        self._last_ckpt_mtime = 0.0
+        self._model_saved = None
         self.trainer = trainer.start()
         p.state.update(last_run=run_dir.name)
         self.start_btn.disabled = True
@@ -291,6 +263,10 @@ class TrainPanel:
     def _on_progress(self, iteration, total) -> None:
         self.iteration = int(iteration)
 
+    def _on_checkpoint(self, path, iteration: int) -> None:
+        """The trainer wrote a checkpoint (training thread): the live prediction reloads the model."""
+        self._model_saved = (int(iteration), time.time())
+
     def _on_metrics(self, record: dict) -> None:
         with self._lock:
             self.history.append(dict(record))
@@ -321,15 +297,14 @@ class TrainPanel:
             self._finished()
 
     def _fraction(self, elapsed: float) -> tuple[float, float]:
-        fr = []
-        if self.total_iterations:
-            fr.append(self.iteration / self.total_iterations)
-        if self.minutes:
-            fr.append(elapsed / (self.minutes * 60))
-        f = max(fr) if fr else 0.0
-        eta = elapsed * (1 - f) / f if f > 0 else float("nan")
-        if self.minutes:
-            eta = min(eta, max(0.0, self.minutes * 60 - elapsed)) if not math.isnan(eta) else self.minutes * 60 - elapsed
+        """(fraction done, seconds left) of the run: iterations or the time budget, whichever is further."""
+        from workbench.progress import eta_seconds, fraction_done
+
+        budget = self.minutes * 60 if self.minutes else None
+        f = fraction_done(self.iteration, self.total_iterations, elapsed, budget)
+        eta = eta_seconds(f, 1.0, elapsed)
+        if budget:  # never longer than the time left
+            eta = budget - elapsed if math.isnan(eta) else min(eta, max(0.0, budget - elapsed))
         return f, eta
 
     def _finished(self) -> None:
@@ -386,18 +361,17 @@ class TrainPanel:
             return
         self._pred_busy = True
         try:
-            ckpt = self.run_dir / "checkpoint.pt"
-            if not ckpt.exists():
-                return
-            mtime = ckpt.stat().st_mtime
-            if self.predictor is None or mtime != self._last_ckpt_mtime:
+            saved = self._model_saved
+            if self.predictor is None or saved != self._model_loaded:
+                if saved is None and not (self.run_dir / "checkpoint.pt").exists():
+                    return  # no model yet: the trainer announces its first checkpoint
                 self.predictor = load_run(self.run_dir, device="cpu")
-                self._last_ckpt_mtime = mtime
+                self._model_loaded = saved
             z = int(self.z.value)
             probs = predict_slice(self.predictor, self.ctx.project.raw, z)
             self.live_probs, self._pred_z = probs, z
-            self.pred_note.value = (f"<small class='wb-train-pred-iter'>prediction of slice {z} by the model "
-                                    f"saved {time.strftime('%H:%M:%S', time.localtime(mtime))}</small>")
+            self.pred_note.value = (f"<small class='wb-train-pred-iter'>prediction of slice {z} by the model of "
+                                    f"iteration {self.predictor.iteration}</small>")
             self._pred_ready = True  # shown by poll() on the kernel's event loop (Bokeh is not thread-safe)
         except Exception as exc:  # the live view is best effort; say why it is empty
             self.pred_note.value = f"<small>live prediction unavailable: {html.escape(str(exc))}</small>"

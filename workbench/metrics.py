@@ -217,3 +217,27 @@ def evaluate(
         result.update(voi_scores(table))
         result.update(instance_scores(table, thresholds))
     return result
+
+
+def evaluate_run(project, run_id: str) -> dict:
+    """The scores of a project's run against the project's ground truth, as the app shows them.
+
+    Returns:
+        ``{}`` when the project has no truth or the run no finished prediction; else ``{"classes": ...}``
+        (:func:`evaluate`, semantic: the most likely class against ``labels/truth``) and, when the run's
+        segmentation and the true instances (``labels/instances``, the built-in sample) both exist,
+        ``"instances"`` (:func:`evaluate`, instances; the truth's 0, membranes and outside, is not scored, as
+        in ISBI 2012).
+    """
+    from workbench.inference import prediction_class_map
+    from workbench.io import open_volume
+
+    pred = project.prediction_path(run_id)
+    truth = project.truth
+    if truth is None or not pred.exists():
+        return {}
+    res = {"classes": evaluate(prediction_class_map(pred), truth, kind="semantic")}
+    seg, inst = project.segmentation_path(run_id), project.data_path / "labels" / "instances"
+    if seg.exists() and inst.exists():
+        res["instances"] = evaluate(open_volume(str(seg)), open_volume(str(inst)), kind="instances", ignore_label=0)
+    return res

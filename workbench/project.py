@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.classes import PALETTE, LabelClass, as_class, default_color, normalize_color
 from workbench.errors import WorkbenchError
 from workbench.io.volume import Volume
 
@@ -37,19 +38,8 @@ JOURNAL_FILE = "annotations.jsonl"
 UNDO_DIR = "annotations.undo"
 RUNS_DIR = "runs"
 
-#: Colours given to new classes, in order (colour-blind friendly first two: red / green as users expect).
-PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#f58231", "#911eb4", "#46f0f0", "#f032e6",
-           "#bcf60c", "#fabebe", "#008080", "#e6beff", "#9a6324", "#800000", "#aaffc3", "#000075")
-
-
-@dataclass(frozen=True)
-class LabelClass:
-    """One annotation class: label value ``id`` (1..K), display ``name`` and ``color`` (``#rrggbb``)."""
-
-    id: int
-    name: str
-    color: str
-
+#: The class record and the colours given to new classes live in :mod:`workbench.classes` (re-exported here).
+__all__ = ["DEFAULT_CLASSES", "PALETTE", "LabelClass", "Project", "ProjectState", "RunInfo"]
 
 DEFAULT_CLASSES = (LabelClass(1, "membrane", PALETTE[0]), LabelClass(2, "interior", PALETTE[1]))
 
@@ -79,21 +69,6 @@ class RunInfo:
         return self.metrics[-1] if self.metrics else None
 
 
-def _normalise_color(color) -> str:
-    """``#rrggbb`` from ``#rgb``, ``#rrggbb`` or an (r, g, b) tuple of 0..255 ints."""
-    if isinstance(color, (tuple, list)) and len(color) in (3, 4):
-        if not all(isinstance(c, (int, np.integer)) and 0 <= c <= 255 for c in color[:3]):
-            raise WorkbenchError(f"colour components must be integers 0..255, got {color}")
-        return "#" + "".join(f"{int(c):02x}" for c in color[:3])
-    if isinstance(color, str):
-        c = color.strip().lower()
-        if re.fullmatch(r"#[0-9a-f]{3}", c):
-            return "#" + "".join(ch * 2 for ch in c[1:])
-        if re.fullmatch(r"#[0-9a-f]{6}", c):
-            return c
-    raise WorkbenchError(f"colour must be '#rrggbb' or (r, g, b), got {color!r}")
-
-
 def _atomic_write_json(path: Path, obj) -> None:
     text = json.dumps(obj, indent=2, sort_keys=False)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -119,6 +94,43 @@ _LOCKS_GUARD = threading.Lock()
 def _lock_for(root: Path) -> threading.RLock:
     with _LOCKS_GUARD:
         return _LOCKS.setdefault(str(root.resolve()), threading.RLock())
+
+
+@dataclass(frozen=True)
+class ProjectOptions:
+    """How :meth:`Project.create` makes a project, checked when created.
+
+    Attributes:
+        voxel_size: (z, y, x) nm, overriding what the source says.
+        name: display name (default: the folder name).
+        classes: list of ``LabelClass`` or ``(name, color)`` / names; default membrane + interior.
+        copy_raw: copy an existing zarr/OME-Zarr source into the project instead of linking it.
+        sample_shape, seed: shape and seed of the synthetic sample when ``raw`` is None.
+
+    Raises:
+        WorkbenchError: voxel size or sample shape not three positive numbers.
+    """
+
+    voxel_size: tuple[float, float, float] | None = None
+    name: str | None = None
+    classes: tuple | list | None = None
+    copy_raw: bool = False
+    sample_shape: tuple[int, int, int] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for what, value, cast in (("voxel size", self.voxel_size, float), ("sample shape", self.sample_shape, int)):
+            if value is None:
+                continue
+            try:
+                out = tuple(cast(v) for v in value)
+            except (TypeError, ValueError):
+                out = ()
+            if len(out) != 3 or min(out) <= 0:
+                raise WorkbenchError(f"{what} must be three positive numbers (z, y, x), got {value}")
+            object.__setattr__(self, "voxel_size" if what == "voxel size" else "sample_shape", out)
+        object.__setattr__(self, "copy_raw", bool(self.copy_raw))
+        object.__setattr__(self, "seed", int(self.seed))
 
 
 class ProjectState(MutableMapping):
@@ -206,8 +218,7 @@ class Project:
 
     # ------------------------------------------------------------------ creating / opening
     @classmethod
-    def create(cls, root, raw=None, voxel_size=None, name: str | None = None, classes=None,
-               copy_raw: bool = False, truth=None, sample_shape=None, seed: int = 0,
+    def create(cls, root, raw=None, options: ProjectOptions | None = None, *, truth=None,
                progress=None) -> Project:
         """Make a new project folder.
 
@@ -215,12 +226,8 @@ class Project:
             root: the folder (created; must be empty or absent).
             raw: None for the built-in synthetic sample (its ground truth becomes ``labels/truth``), a
                 source any ``workbench.io`` reader opens, a ``Volume`` or a numpy array (z, y, x).
-            voxel_size: (z, y, x) nm, overriding what the source says.
-            name: display name (default: the folder name).
-            classes: list of ``LabelClass`` or ``(name, color)`` / names; default membrane + interior.
-            copy_raw: copy an existing zarr/OME-Zarr source into the project instead of linking it.
+            options: :class:`ProjectOptions` (voxel size, name, classes, copy_raw, sample shape and seed).
             truth: optional ground-truth labels (source, Volume or array) stored as ``labels/truth``.
-            sample_shape, seed: shape and seed of the synthetic sample when ``raw`` is None.
             progress: optional tqdm-like callable for long imports.
 
         Raises:
@@ -234,8 +241,7 @@ class Project:
         made_root = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
         try:
-            meta = cls._build(root, raw, voxel_size, name, classes, copy_raw, truth, sample_shape, seed,
-                              progress)
+            meta = cls._build(root, raw, options or ProjectOptions(), truth, progress)
             _atomic_write_json(root / PROJECT_FILE, meta)  # last: the folder is a project once complete
         except BaseException:
             # never leave a half-made project behind
@@ -250,26 +256,27 @@ class Project:
         return project
 
     @classmethod
-    def _build(cls, root, raw, voxel_size, name, classes, copy_raw, truth, sample_shape, seed, progress):
+    def _build(cls, root, raw, o: ProjectOptions, truth, progress):
         from workbench.io import open_volume
-        from workbench.io.omezarr import write_ome_zarr
+        from workbench.io.omezarr import WriteOptions, write_ome_zarr
 
+        voxel_size, seed = o.voxel_size, o.seed
         data = root / DATA_STORE
         meta: dict[str, Any] = {
             "schema": SCHEMA_VERSION,
-            "name": name or root.name,
+            "name": o.name or root.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "raw": None,
             "truth": None,
-            "classes": [asdict(c) for c in _make_classes(classes)],
+            "classes": [asdict(c) for c in _make_classes(o.classes)],
             "state": {},
         }
         if raw is None:
             from workbench.synthetic import generate_sample
 
             kwargs = {"seed": seed, "progress": progress}
-            if sample_shape is not None:
-                kwargs["shape"] = tuple(int(s) for s in sample_shape)
+            if o.sample_shape is not None:
+                kwargs["shape"] = o.sample_shape
             generate_sample(data, **kwargs)
             raw_vol = open_volume(str(data))
             if voxel_size is not None:
@@ -278,7 +285,7 @@ class Project:
             meta["sample"] = {"seed": int(seed)}
             if truth is None:
                 truth = _sample_truth(data)
-        elif isinstance(raw, (str, os.PathLike)) and _is_zarr_source(str(raw)) and not copy_raw:
+        elif isinstance(raw, (str, os.PathLike)) and _is_zarr_source(str(raw)) and not o.copy_raw:
             raw_vol = open_volume(str(raw), voxel_size=voxel_size)
             meta["raw"] = {"source": str(Path(str(raw)).expanduser().resolve()), "linked": True}
         else:
@@ -286,7 +293,7 @@ class Project:
                 raw_vol = open_volume(str(raw), voxel_size=voxel_size)
             else:
                 raw_vol = _as_volume(raw, voxel_size, "raw")
-            write_ome_zarr(raw_vol, data, name="raw", voxel_size=raw_vol.voxel_size, progress=progress)  # image at the root
+            write_ome_zarr(raw_vol, data, WriteOptions(name="raw", voxel_size=raw_vol.voxel_size), progress=progress)  # image at the root
             meta["raw"] = {"source": DATA_STORE, "linked": False, "imported_from": raw_vol.source}
         meta["raw"].update(shape=list(raw_vol.shape), dtype=str(raw_vol.dtype),
                            voxel_size=list(raw_vol.voxel_size))
@@ -297,7 +304,8 @@ class Project:
                                      tvol.source or None)
             if tvol.dtype.kind not in "iub":
                 raise WorkbenchError(f"ground truth must be integer labels, got {tvol.dtype}", tvol.source or None)
-            write_ome_zarr(tvol, data, name="truth", voxel_size=raw_vol.voxel_size, labels=True, progress=progress)
+            write_ome_zarr(tvol, data, WriteOptions(name="truth", voxel_size=raw_vol.voxel_size, labels=True),
+                           progress=progress)
             meta["truth"] = {"source": f"{DATA_STORE}/labels/truth", "imported_from": tvol.source}
         return meta
 
@@ -388,7 +396,7 @@ class Project:
     @property
     def annotations(self):
         """The project's :class:`~workbench.annotations.store.LabelStore` (created on first use)."""
-        from workbench.annotations.store import LabelStore
+        from workbench.annotations.store import LabelStore, LabelStoreOptions
 
         with self._lock:
             if self._annotations is None:
@@ -398,9 +406,10 @@ class Project:
                     self._annotations = LabelStore(self.annotations_path, journal, undo_dir=undo)
                 else:
                     dtype = "uint8" if max((c.id for c in self.classes), default=1) <= 255 else "uint16"
-                    self._annotations = LabelStore.create(
-                        self.annotations_path, journal, self.shape, self.voxel_size, dtype=dtype,
-                        undo_dir=undo, colors={c.id: c.color for c in self.classes})
+                    options = LabelStoreOptions(dtype=dtype, colors={c.id: c.color for c in self.classes},
+                                                undo_dir=undo)
+                    self._annotations = LabelStore.create(self.annotations_path, journal, self.shape,
+                                                          self.voxel_size, options)
             return self._annotations
 
     # ------------------------------------------------------------------ classes
@@ -424,7 +433,7 @@ class Project:
             raise WorkbenchError("too many classes (at most 65535)", self.json_path)
         if new_id > 255 and self.annotations.dtype == np.uint8:
             raise WorkbenchError("this project's annotations hold at most 255 classes", self.json_path)
-        color = _normalise_color(color) if color is not None else PALETTE[(new_id - 1) % len(PALETTE)]
+        color = normalize_color(color) if color is not None else default_color(new_id)
         cls = LabelClass(new_id, name, color)
         self._mutate(lambda m: m["classes"].append(asdict(cls)))
         self._sync_colors()
@@ -437,7 +446,7 @@ class Project:
 
     def recolor_class(self, class_id: int, color) -> LabelClass:
         self.get_class(class_id)
-        out = self._edit_class(class_id, color=_normalise_color(color))
+        out = self._edit_class(class_id, color=normalize_color(color))
         self._sync_colors()
         return out
 
@@ -567,16 +576,10 @@ def _make_classes(classes) -> list[LabelClass]:
         return list(DEFAULT_CLASSES)
     out: list[LabelClass] = []
     for i, c in enumerate(classes, 1):
-        if isinstance(c, LabelClass):
-            item = LabelClass(int(c.id), c.name, _normalise_color(c.color))
-        elif isinstance(c, str):
-            item = LabelClass(i, c, PALETTE[(i - 1) % len(PALETTE)])
-        elif isinstance(c, dict):
-            item = LabelClass(int(c.get("id", i)), str(c["name"]),
-                              _normalise_color(c.get("color", PALETTE[(i - 1) % len(PALETTE)])))
-        else:
-            name, color = c
-            item = LabelClass(i, name, _normalise_color(color))
+        if isinstance(c, dict) and "color" not in c:  # a saved class without colour: its position's colour
+            c = {**c, "color": default_color(i)}
+        c = as_class(c, i)
+        item = LabelClass(int(c.id), c.name, normalize_color(c.color))
         _check_name(item.name, [o.name for o in out])
         if item.id < 1 or item.id in (o.id for o in out):
             raise WorkbenchError(f"class ids must be unique and >= 1, got {item.id}")

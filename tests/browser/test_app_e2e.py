@@ -1,23 +1,18 @@
 """The guided app as a person uses it, in headless chromium: sample data, unet2d, scribbles, ~30 s of training,
 results in Neuroglancer, a page reload that finds the scribbles; and closing the page ending its kernel.
 
-Screenshots go to ``test-artifacts/`` and, for the README tour, to ``docs/images/tour_<n>_<step>.png``.
+Screenshots go to ``test-artifacts/`` only (git-ignored): tests never write tracked files. The README's tour
+images are made by ``docs/make_tour.py`` (``make tour``).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-TOUR = REPO / "docs" / "images"
-MEMBRANE, INTERIOR = "#e6194b", "#3cb44b"  # the default class colours
 
 CANVASES = """(sel) => { const root = document.querySelector(sel); if (!root) return [];
   const c = []; const walk = (r) => { r.querySelectorAll('*').forEach(e => { if (e.tagName === 'CANVAS') c.push(e);
@@ -28,14 +23,16 @@ CANVASES = """(sel) => { const root = document.querySelector(sel); if (!root) re
 @pytest.fixture(scope="module")
 def app_server(tmp_path_factory):
     """``workbench app`` on a free port with a small sample project (kernels see WORKBENCH_PROJECT)."""
-    from workbench.project import Project
-    from workbench.server import free_port, start_app_server
+    from widgets.serve import AppServerOptions, start_app_server
+    from workbench.ports import free_port
+    from workbench.project import Project, ProjectOptions
 
     root = tmp_path_factory.mktemp("app")
-    project = Project.create(root / "projects" / "sample", raw=None, sample_shape=(16, 256, 256))
+    project = Project.create(root / "projects" / "sample", raw=None,
+                             options=ProjectOptions(sample_shape=(16, 256, 256)))
     data = root / "data"
     data.mkdir()
-    server = start_app_server(port=free_port(), project=project.root, data=data)
+    server = start_app_server(AppServerOptions(port=free_port(), project=project.root, data=data))
     server.project_root = project.root
     yield server
     server.stop()
@@ -140,38 +137,15 @@ def _shoot_until(page, shoot, pixels, name, box, ok, timeout: float = 90.0):
         page.wait_for_timeout(1000)
 
 
-def _tour(shot: Path, n: int, step: str) -> None:
-    TOUR.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, TOUR / f"tour_{n}_{step}.png")
-
-
-def test_guided_app_end_to_end(app_server, browser, page, shoot, pixels, wait_for_neuroglancer):
-    page.set_viewport_size({"width": 1280, "height": 1100})
-    t0 = time.monotonic()
-    page.goto(app_server.url, timeout=240_000)
-    page.wait_for_selector(".wb-step-data", timeout=240_000)
-    assert "16 × 256 × 256" in page.inner_text(".wb-data-shape")
-    box = _canvas_box(page, ".wb-data-preview")
-    shot, crop = _shoot_until(page, shoot, pixels, "1-data", box, lambda c: pixels.std(c) > 8)
-    pixels.assert_not_uniform(crop, what="data slice preview")
-    _tour(shot, 1, "data")
-    print(f"app rendered in {time.monotonic() - t0:.1f} s")
-
-    # 2. architecture: the 2D U-Net
-    _tab(page, "2 Architecture", "architecture")
-    page.click(".wb-arch-unet2d")
-    page.wait_for_function("() => document.querySelector('.wb-arch-chosen').innerText.includes('unet2d')")
-    assert page.inner_text(".wb-arch-unet2d") == "Chosen"
-    _tour(shoot(page, "2-architecture"), 2, "architecture")
-
-    # 3. annotate: one stroke per class, dragged with the mouse on the slice view
+def _annotate(page, shoot, pixels, project_root) -> tuple[int, int]:
+    """Step 3: one stroke per class, dragged with the mouse on the slice view; returns the labelled counts."""
     _tab(page, "3 Annotate", "annotate")
     box = _canvas_box(page, ".wb-annotate-view")
     page.wait_for_timeout(1500)
     # strokes along a membrane and through cells, where a person would draw them (taken from the truth)
     from workbench.project import Project
 
-    truth = np.asarray(Project.open(app_server.project_root).truth[8:9])[0]
+    truth = np.asarray(Project.open(project_root).truth[8:9])[0]
     strokes = {1: _stroke_along(truth == 1, 0), 2: _stroke_along(truth == 2, 4)}
     for class_id, name in ((1, "membrane"), (2, "interior")):
         page.locator(".wb-class-select button", has_text=name).click()
@@ -189,9 +163,11 @@ def test_guided_app_end_to_end(app_server, browser, page, shoot, pixels, wait_fo
                               lambda c: pixels.hue_mask(c, "r").sum() > 200 and pixels.hue_mask(c, "g", 120, 40).sum() > 200)
     assert pixels.hue_mask(view, "r").sum() > 200, "the membrane scribble is not drawn on the slice"
     assert pixels.hue_mask(view, "g", min_value=120, margin=40).sum() > 200, "the interior scribble is not drawn"
-    _tour(shot, 3, "annotate")
+    return counts
 
-    # 4. train ~30 s: the progress bar moves and the loss curve grows while it runs
+
+def _train(page, shoot, pixels) -> None:
+    """Step 4: train ~30 s; the progress bar moves and the loss curve grows while it runs."""
     _tab(page, "4 Train", "train")
     assert "CPU" in page.inner_text(".wb-train-device")
     page.select_option(".wb-train-duration select", label="30 s")
@@ -214,9 +190,10 @@ def test_guided_app_end_to_end(app_server, browser, page, shoot, pixels, wait_fo
     n_late = pixels.count_color(pixels.crop(late, curves), blue, tol=50)
     assert n_late > n_early and n_late > 30, f"the loss curve did not grow ({n_early} -> {n_late} px)"
     assert "training finished" in page.inner_text(".wb-status-train")
-    _tour(shot, 4, "train")
 
-    # 5. results: predict, then the prediction in the embedded Neuroglancer
+
+def _results(page, shoot, pixels, wait_for_neuroglancer) -> None:
+    """Step 5: predict, then the prediction in the embedded Neuroglancer."""
     _tab(page, "5 Results", "results")
     page.click(".wb-action-predict")
     page.wait_for_function("() => document.querySelector('.wb-predict-eta').innerText.startsWith('done')",
@@ -244,18 +221,11 @@ def test_guided_app_end_to_end(app_server, browser, page, shoot, pixels, wait_fo
     pixels.assert_not_error_panel(frame)
     assert coloured(ng) > 500, "no class-coloured prediction pixels in Neuroglancer"
     page.evaluate("() => window.scrollTo(0, 0)")
-    _tour(shoot(page, "5-results-top"), 5, "results")
-    shutil.copy(shot, TOUR / "tour_6_neuroglancer.png")
+    shoot(page, "5-results-top")
 
-    # 6. close the tab (its kernel ends by itself) and come back later: the scribbles are still there
-    before = {k["id"] for k in _kernels(app_server)}
-    browser_context = page.context
-    page.close()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and len(before & {k["id"] for k in _kernels(app_server)}) == len(before):
-        time.sleep(2)
-    assert len(before & {k["id"] for k in _kernels(app_server)}) < len(before), "the closed tab's kernel still runs"
-    # a new tab of the same browser: back at the step the user was on, the scribbles drawn on the slice
+
+def _reopen(browser_context, app_server, shoot, pixels, counts) -> None:
+    """A new tab of the same browser: back at the step the user was on, the scribbles drawn on the slice."""
     page = browser_context.new_page()
     page.goto(app_server.url, timeout=240_000)
     page.wait_for_selector(".wb-step-results", timeout=240_000)
@@ -268,3 +238,36 @@ def test_guided_app_end_to_end(app_server, browser, page, shoot, pixels, wait_fo
     assert pixels.hue_mask(view, "r").sum() > 200, "the membrane scribble is not drawn after reopening"
     assert pixels.hue_mask(view, "g", min_value=120, margin=40).sum() > 200, "the interior scribble is not drawn"
     page.close()
+
+
+def test_guided_app_end_to_end(app_server, browser, page, shoot, pixels, wait_for_neuroglancer):
+    page.set_viewport_size({"width": 1280, "height": 1100})
+    t0 = time.monotonic()
+    page.goto(app_server.url, timeout=240_000)
+    page.wait_for_selector(".wb-step-data", timeout=240_000)
+    assert "16 × 256 × 256" in page.inner_text(".wb-data-shape")
+    box = _canvas_box(page, ".wb-data-preview")
+    shot, crop = _shoot_until(page, shoot, pixels, "1-data", box, lambda c: pixels.std(c) > 8)
+    pixels.assert_not_uniform(crop, what="data slice preview")
+    print(f"app rendered in {time.monotonic() - t0:.1f} s")
+
+    # 2. architecture: the 2D U-Net
+    _tab(page, "2 Architecture", "architecture")
+    page.click(".wb-arch-unet2d")
+    page.wait_for_function("() => document.querySelector('.wb-arch-chosen').innerText.includes('unet2d')")
+    assert page.inner_text(".wb-arch-unet2d") == "Chosen"
+    shoot(page, "2-architecture")
+
+    counts = _annotate(page, shoot, pixels, app_server.project_root)
+    _train(page, shoot, pixels)
+    _results(page, shoot, pixels, wait_for_neuroglancer)
+
+    # 6. close the tab (its kernel ends by itself) and come back later: the scribbles are still there
+    before = {k["id"] for k in _kernels(app_server)}
+    browser_context = page.context
+    page.close()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(before & {k["id"] for k in _kernels(app_server)}) == len(before):
+        time.sleep(2)
+    assert len(before & {k["id"] for k in _kernels(app_server)}) < len(before), "the closed tab's kernel still runs"
+    _reopen(browser_context, app_server, shoot, pixels, counts)

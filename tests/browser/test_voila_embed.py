@@ -9,7 +9,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from workbench.server import free_port, start_app_server
+from widgets.serve import AppServerOptions, start_app_server
+from workbench.ports import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -50,7 +51,7 @@ def app_server(tmp_path_factory):
     nb.cells = [nbformat.v4.new_code_cell(NOTEBOOK)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, nb_dir / "embed.ipynb")
-    server = start_app_server(port=free_port(), notebook_dir=nb_dir, notebook="embed.ipynb")
+    server = start_app_server(AppServerOptions(port=free_port(), notebook_dir=nb_dir, notebook="embed.ipynb"))
     yield server
     server.stop()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.inference import open_prediction, predict_volume
+from workbench.inference import PredictOptions, open_prediction, predict_volume
 from workbench.inference.output import MARKER_DIR, partial_path
 
 pytestmark = pytest.mark.integration
@@ -127,9 +127,10 @@ def test_cluster_equals_local_and_survives_a_killed_worker(cluster, raw_zarr, tm
     address, workers = cluster
     _register_by_value()
     block = (2, 32, 32)
-    local = predict_volume(SlowConvPredictor(), raw_zarr, tmp_path / "local.zarr", block_shape=block)
-    remote = predict_volume(SlowConvPredictor(), raw_zarr, tmp_path / "remote.zarr", block_shape=block,
-                            scheduler=address)
+    local = predict_volume(SlowConvPredictor(), raw_zarr, tmp_path / "local.zarr",
+                           PredictOptions(block_shape=block))
+    remote = predict_volume(SlowConvPredictor(), raw_zarr, tmp_path / "remote.zarr",
+                            PredictOptions(block_shape=block, scheduler=address))
     assert remote.complete
     expected = open_prediction(local.path)[...]
     np.testing.assert_array_equal(open_prediction(remote.path)[...], expected)
@@ -152,7 +153,8 @@ def test_cluster_equals_local_and_survives_a_killed_worker(cluster, raw_zarr, tm
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    result = predict_volume(SlowConvPredictor(delay=0.15), raw_zarr, out, block_shape=block, scheduler=address)
+    result = predict_volume(SlowConvPredictor(delay=0.15), raw_zarr, out,
+                            PredictOptions(block_shape=block, scheduler=address))
     t.join(5)
     assert killed.is_set(), "the worker was not killed during the run"
     assert result.complete and result.blocks_done == result.blocks_total == 27
@@ -176,7 +178,8 @@ def test_trained_run_is_loaded_on_the_workers(cluster, raw_zarr, tmp_path):
     Trainer(cfg, raw, labels, run).run()
     predictor = load_run(run, device="cpu")
     block = (2, 48, 48)
-    local = predict_volume(predictor, raw_zarr, tmp_path / "local.zarr", block_shape=block)
-    remote = predict_volume(predictor, raw_zarr, tmp_path / "remote.zarr", block_shape=block, scheduler=address)
+    local = predict_volume(predictor, raw_zarr, tmp_path / "local.zarr", PredictOptions(block_shape=block))
+    remote = predict_volume(predictor, raw_zarr, tmp_path / "remote.zarr",
+                            PredictOptions(block_shape=block, scheduler=address))
     assert remote.complete
     np.testing.assert_array_equal(open_prediction(remote.path)[...], open_prediction(local.path)[...])

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 TUTORIALS = sorted((NOTEBOOKS / "tutorials").glob("*.ipynb"))
+APP_NOTEBOOK = Path(__file__).resolve().parents[2] / "widgets" / "serve" / "notebooks" / "workbench.ipynb"
 
 
 def _run(path: Path, cwd: Path, env: dict, timeout: int = 600) -> nbformat.NotebookNode:
@@ -37,7 +38,7 @@ def _outputs(nb) -> list[dict]:
 
 
 def test_notebooks_are_committed_without_outputs():
-    for path in [NOTEBOOKS / "workbench.ipynb", *TUTORIALS]:
+    for path in [APP_NOTEBOOK, *TUTORIALS]:
         nb = nbformat.read(path, as_version=4)
         for cell in nb.cells:
             if cell.cell_type == "code":
@@ -61,10 +62,11 @@ def test_tutorial_runs(path, tmp_path):
 
 
 def test_app_notebook_builds_the_app(tmp_path):
-    from workbench.project import Project
+    from workbench.project import Project, ProjectOptions
 
-    project = Project.create(tmp_path / "projects" / "sample", raw=None, sample_shape=(4, 64, 64))
-    nb = _run(NOTEBOOKS / "workbench.ipynb", tmp_path,
+    project = Project.create(tmp_path / "projects" / "sample", raw=None,
+                             options=ProjectOptions(sample_shape=(4, 64, 64)))
+    nb = _run(APP_NOTEBOOK, tmp_path,
               {"WORKBENCH_PROJECT": str(project.root), "WORKBENCH_WATCHDOG": "0"})
     outs = _outputs(nb)
     assert not [o for o in outs if o.get("output_type") == "error"], [o.get("evalue") for o in outs]

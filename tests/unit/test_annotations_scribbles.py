@@ -1,4 +1,4 @@
-"""Simulated scribbles (benchmarks/scribbles.py) on tiny synthetic dense labels."""
+"""Simulated scribbles (``workbench.annotations.simulate_scribbles``) on tiny synthetic dense labels."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from scribbles import INTERIOR, MEMBRANE, simulate_scribbles
+from workbench.annotations import ScribbleStyle, simulate_scribbles
+from workbench.annotations.scribbles import INTERIOR, MEMBRANE
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def cell_labels(shape=(2, 96, 96), step=16) -> np.ndarray:
@@ -54,8 +56,28 @@ def test_strokes_are_connected_pieces_and_2d_input():
     assert n_pieces < labelled / 10  # strokes, not scattered pixels
 
 
-def test_overlay_png(tmp_path):
+def test_style_slices_and_other_membrane_value():
+    dense = np.where(cell_labels(shape=(3, 96, 96)) == 0, 1, 2).astype(np.uint8)  # the sample's truth: 1 membrane
+    labels, achieved = simulate_scribbles(dense, 0.006, seed=0, membrane_value=1, slices=[1],
+                                          style=ScribbleStyle(width=1, membrane_share=0.25))
+    assert not labels[[0, 2]].any() and labels[1].any()
+    assert (dense[labels == MEMBRANE] == 1).all() and (dense[labels == INTERIOR] == 2).all()
+    assert achieved[INTERIOR] > 2 * achieved[MEMBRANE]
+
+
+def test_benchmarks_use_the_public_simulator(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    sys.modules.pop("scribbles", None)
+    import scribbles
+
+    assert scribbles.simulate_scribbles is simulate_scribbles
+    assert scribbles.FRACTIONS == (0.0025, 0.005, 0.01, 0.05)
+
+
+def test_overlay_png(tmp_path, monkeypatch):
     from PIL import Image
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
     from scribbles import save_overlay_png
 
     dense = cell_labels()[0]

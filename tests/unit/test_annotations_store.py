@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from workbench.annotations.store import LabelStore
+from workbench.annotations.store import LabelStore, LabelStoreOptions
 from workbench.errors import WorkbenchError
 from workbench.io.volume import Volume
 
@@ -19,7 +19,7 @@ SHAPE = (4, 32, 40)
 
 def make_store(tmp_path, shape=SHAPE, **kw) -> LabelStore:
     return LabelStore.create(tmp_path / "data.zarr" / "labels" / "annotations", tmp_path / "annotations.jsonl",
-                             shape, (40.0, 4.0, 4.0), **kw)
+                             shape, (40.0, 4.0, 4.0), LabelStoreOptions(**kw))
 
 
 def reopen(store: LabelStore) -> LabelStore:

@@ -133,3 +133,32 @@ def test_isbi_semantic_labels_are_membrane_1_interior_2():
     semantic = {label.name: label for label in layout.labels}["semantic"]
     assert semantic.classes == {1: "membrane", 2: "cell interior"}
     assert semantic.transform(np.array([0, 255], dtype=np.uint8)).tolist() == [1, 2]
+
+
+def test_catalog_is_plain_data_validated_into_entries():
+    import ast
+    from pathlib import Path
+
+    from workbench.datasets import catalog
+    from workbench.datasets.registry import LabelKind, dataset_from_dict
+
+    tree = ast.parse(Path(catalog.__file__).read_text())
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert all(getattr(n, "module", "") == "__future__" for n in imports), "the catalog imports nothing back"
+    assert {e["name"] for e in catalog.ENTRIES} == REQUIRED
+    lucchi = get_dataset("lucchi").layouts[0].labels[0]
+    assert lucchi.kind is LabelKind.SEMANTIC and lucchi.kind == "semantic"
+    with pytest.raises(WorkbenchError, match=r"unexpected values \[7\]"):
+        lucchi.transform(np.array([0, 7], dtype=np.uint8))
+    broken = dict(catalog.ENTRIES[0], shape=(1, 2))
+    with pytest.raises(ValueError, match="catalog entry 'isbi2012'"):
+        dataset_from_dict(broken)
+    with pytest.raises(ValueError, match="label kind"):
+        dataset_from_dict(dict(catalog.ENTRIES[0], layouts=[dict(catalog.ENTRIES[0]["layouts"][0], labels=[
+            dict(catalog.ENTRIES[0]["layouts"][0]["labels"][0], kind="instance-ids")])]))
+
+
+def test_unknown_dataset_message_is_the_shared_one():
+    with pytest.raises(WorkbenchError) as err:
+        get_dataset("Lucchy")
+    assert str(err.value).startswith("unknown dataset 'lucchy' (did you mean 'lucchi'?); valid: isbi2012, ")

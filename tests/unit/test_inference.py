@@ -15,6 +15,7 @@ from workbench.errors import WorkbenchError
 from workbench.geometry import Box
 from workbench.inference import (
     TTA_TRANSFORMS,
+    PredictOptions,
     auto_workers,
     open_prediction,
     predict_array,
@@ -96,7 +97,8 @@ def raw(rng):
 
 def test_blockwise_equals_whole_volume(raw, tmp_path):
     pred = GaussianPredictor()
-    result = predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(5, 16, 12), dtype="float16")
+    result = predict_volume(pred, raw, tmp_path / "p.zarr",
+                            PredictOptions(block_shape=(5, 16, 12), dtype="float16"))
     assert result.complete and result.blocks_total == 3 * 3 * 4
     whole = pred.predict(raw)
     stored = from_storage(open_prediction(tmp_path / "p.zarr")[...])
@@ -108,7 +110,7 @@ def test_blockwise_equals_whole_volume(raw, tmp_path):
 
 def test_uint8_storage_rounds(raw, tmp_path):
     pred = GaussianPredictor()
-    predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(7, 20, 22))
+    predict_volume(pred, raw, tmp_path / "p.zarr", PredictOptions(block_shape=(7, 20, 22)))
     arr = open_prediction(tmp_path / "p.zarr")
     assert arr.dtype == np.uint8 and arr.chunks == (1, 7, 20, 22)
     np.testing.assert_allclose(from_storage(arr[...]), pred.predict(raw), atol=0.5 / 255 + 1e-6)
@@ -119,7 +121,7 @@ def test_no_seams_at_block_borders(tmp_path):
     z, y, x = np.meshgrid(np.arange(12), np.arange(48), np.arange(48), indexing="ij")
     raw = (2 * x + 3 * y + z).astype(np.uint8)
     pred = EdgeEffectPredictor(halo=(6, 6, 6))
-    predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(6, 16, 16), dtype="float16")
+    predict_volume(pred, raw, tmp_path / "p.zarr", PredictOptions(block_shape=(6, 16, 16), dtype="float16"))
 
     def jumps(path):
         dx = np.abs(np.diff(from_storage(open_prediction(path)[0]), axis=2))[:, 8:-8]
@@ -130,8 +132,8 @@ def test_no_seams_at_block_borders(tmp_path):
     near, far = jumps(tmp_path / "p.zarr")
     assert near <= 1.5 * far + 2e-3
     # with too small a halo the same measure does see the seams (the test can fail)
-    predict_volume(EdgeEffectPredictor(halo=(0, 0, 0)), raw, tmp_path / "q.zarr", block_shape=(6, 16, 16),
-                   dtype="float16")
+    predict_volume(EdgeEffectPredictor(halo=(0, 0, 0)), raw, tmp_path / "q.zarr",
+                   PredictOptions(block_shape=(6, 16, 16), dtype="float16"))
     near_bad, far_bad = jumps(tmp_path / "q.zarr")
     assert near_bad > 3 * far_bad
 
@@ -163,8 +165,8 @@ def test_ramp_weights_sum_to_one_across_overlap():
 
 def test_2d_predictor_batches_slices(raw, tmp_path):
     pred = Slice2DPredictor(halo=(5, 6, 6))
-    predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(7, 40, 44), tile_shape=(3, 40, 44),
-                   dtype="float16")
+    predict_volume(pred, raw, tmp_path / "p.zarr",
+                   PredictOptions(block_shape=(7, 40, 44), tile_shape=(3, 40, 44), dtype="float16"))
     assert all(c[0] <= 3 for c in pred.calls) and max(c[0] for c in pred.calls) == 3
     assert all(c[1:] == (40, 44) for c in pred.calls)  # z halo ignored for 2D predictors
     stored = from_storage(open_prediction(tmp_path / "p.zarr")[...])
@@ -173,7 +175,7 @@ def test_2d_predictor_batches_slices(raw, tmp_path):
 
 def test_memory_bounded_by_block(raw, tmp_path):
     pred = GaussianPredictor(halo=(2, 3, 3))
-    predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(4, 8, 8))
+    predict_volume(pred, raw, tmp_path / "p.zarr", PredictOptions(block_shape=(4, 8, 8)))
     assert max(int(np.prod(c)) for c in pred.calls) <= (4 + 4) * (8 + 6) * (8 + 6)
 
 
@@ -249,7 +251,7 @@ def test_tta_combines_class_probabilities_by_their_mean_logits(rng):
 
 def test_torch_predictor_blockwise_matches_whole(raw, tmp_path):
     pred = TinyTorchPredictor()
-    predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(5, 16, 16), dtype="float16")
+    predict_volume(pred, raw, tmp_path / "p.zarr", PredictOptions(block_shape=(5, 16, 16), dtype="float16"))
     stored = from_storage(open_prediction(tmp_path / "p.zarr")[...])
     np.testing.assert_allclose(stored, pred.predict(raw), atol=1e-3)
 
@@ -260,7 +262,7 @@ def test_interrupted_prediction_resumes_without_recomputing(raw, tmp_path):
     blocks = list(Box.from_shape(raw.shape).blocks((7, 20, 22)))
     stop_after = 3
     done = []
-    r1 = predict_volume(pred, raw, out, block_shape=(7, 20, 22),
+    r1 = predict_volume(pred, raw, out, PredictOptions(block_shape=(7, 20, 22)),
                         progress=lambda d, t, s: done.append(d), should_stop=lambda: len(done) >= stop_after)
     assert not r1.complete and stop_after <= r1.blocks_done < len(blocks)  # blocks in flight finish
     assert r1.blocks_done == len(done)
@@ -268,30 +270,33 @@ def test_interrupted_prediction_resumes_without_recomputing(raw, tmp_path):
     with pytest.raises(WorkbenchError, match="incomplete"):
         open_prediction(out)
     with pytest.raises(WorkbenchError, match="--resume"):
-        predict_volume(pred, raw, out, block_shape=(7, 20, 22))
+        predict_volume(pred, raw, out, PredictOptions(block_shape=(7, 20, 22)))
     calls_before = len(pred.calls)
-    r2 = predict_volume(pred, raw, out, block_shape=(7, 20, 22), resume=True)
+    r2 = predict_volume(pred, raw, out, PredictOptions(block_shape=(7, 20, 22), resume=True))
     assert r2.complete and r2.blocks_computed == len(blocks) - r1.blocks_done
     assert len(pred.calls) - calls_before == len(blocks) - r1.blocks_done
     assert not partial_path(out).exists()
-    fresh = predict_volume(GaussianPredictor(), raw, tmp_path / "q.zarr", block_shape=(7, 20, 22))
+    fresh = predict_volume(GaussianPredictor(), raw, tmp_path / "q.zarr",
+                           PredictOptions(block_shape=(7, 20, 22)))
     np.testing.assert_array_equal(open_prediction(out)[...], open_prediction(fresh.path)[...])
     # a finished output is not recomputed or replaced without --overwrite
     with pytest.raises(WorkbenchError, match="exists"):
-        predict_volume(pred, raw, out, block_shape=(7, 20, 22))
+        predict_volume(pred, raw, out, PredictOptions(block_shape=(7, 20, 22)))
     calls_before = len(pred.calls)
-    again = predict_volume(pred, raw, out, block_shape=(7, 20, 22), resume=True)
+    again = predict_volume(pred, raw, out, PredictOptions(block_shape=(7, 20, 22), resume=True))
     assert again.complete and again.blocks_computed == 0 and len(pred.calls) == calls_before
-    assert predict_volume(pred, raw, out, block_shape=(7, 20, 22), overwrite=True).complete
+    assert predict_volume(pred, raw, out, PredictOptions(block_shape=(7, 20, 22), overwrite=True)).complete
 
 
 def test_resume_refuses_a_different_layout(raw, tmp_path):
     out = tmp_path / "p.zarr"
-    predict_volume(GaussianPredictor(), raw, out, block_shape=(7, 20, 22), should_stop=lambda: True)
+    predict_volume(GaussianPredictor(), raw, out, PredictOptions(block_shape=(7, 20, 22)),
+                   should_stop=lambda: True)
     with pytest.raises(WorkbenchError, match="cannot resume"):
-        predict_volume(GaussianPredictor(), raw, out, block_shape=(7, 10, 22), resume=True)
+        predict_volume(GaussianPredictor(), raw, out, PredictOptions(block_shape=(7, 10, 22), resume=True))
     with pytest.raises(WorkbenchError, match="cannot resume"):
-        predict_volume(GaussianPredictor(), raw, out, block_shape=(7, 20, 22), resume=True, tta=True)
+        predict_volume(GaussianPredictor(), raw, out,
+                       PredictOptions(block_shape=(7, 20, 22), resume=True, tta=True))
 
 
 def test_ngff_metadata_and_progress(raw, tmp_path):
@@ -302,12 +307,13 @@ def test_ngff_metadata_and_progress(raw, tmp_path):
         def update(self, k):
             self.n += k
 
-        def set_postfix(self, **kw):
-            self.postfix = kw
+        def set_postfix(self, ordered_dict=None, refresh=True, **kw):
+            self.postfix = {**(ordered_dict or {}), **kw}
 
     bar = Bar()
     vol = Volume(raw, voxel_size=(50, 4, 4), name="raw")
-    predict_volume(GaussianPredictor(), vol, tmp_path / "p.zarr", block_shape=(7, 20, 22), progress=bar)
+    predict_volume(GaussianPredictor(), vol, tmp_path / "p.zarr", PredictOptions(block_shape=(7, 20, 22)),
+                   progress=bar)
     assert bar.n == bar.total == 2 * 2 * 2 and "vox_s" in bar.postfix and "eta" in bar.postfix
     attrs = json.loads((tmp_path / "p.zarr" / ".zattrs").read_text())
     ms = attrs["multiscales"][0]
@@ -330,22 +336,25 @@ def test_unreachable_scheduler_fails_fast_and_writes_nothing(raw, tmp_path):
         port = s.getsockname()[1]
     t0 = time.perf_counter()
     with pytest.raises(WorkbenchError, match="does not answer"):
-        predict_volume(GaussianPredictor(), raw, tmp_path / "p.zarr", scheduler=f"tcp://127.0.0.1:{port}",
-                       scheduler_timeout=2)
+        predict_volume(GaussianPredictor(), raw, tmp_path / "p.zarr",
+                       PredictOptions(scheduler=f"tcp://127.0.0.1:{port}", scheduler_timeout=2))
     assert time.perf_counter() - t0 < 8
     assert list(tmp_path.iterdir()) == [] or all(p.name == "cache" for p in tmp_path.iterdir())
 
 
 def test_threads_give_identical_results(raw, tmp_path):
-    a = predict_volume(TinyTorchPredictor(), raw, tmp_path / "a.zarr", block_shape=(5, 16, 16), workers=1)
-    b = predict_volume(TinyTorchPredictor(), raw, tmp_path / "b.zarr", block_shape=(5, 16, 16), workers=3)
+    a = predict_volume(TinyTorchPredictor(), raw, tmp_path / "a.zarr",
+                       PredictOptions(block_shape=(5, 16, 16), workers=1))
+    b = predict_volume(TinyTorchPredictor(), raw, tmp_path / "b.zarr",
+                       PredictOptions(block_shape=(5, 16, 16), workers=3))
     np.testing.assert_array_equal(open_prediction(a.path)[...], open_prediction(b.path)[...])
 
 
 def test_auto_workers_measure_the_first_block_and_match_one_worker(raw, tmp_path):
-    a = predict_volume(TinyTorchPredictor(), raw, tmp_path / "a.zarr", block_shape=(5, 16, 16), workers=1)
+    a = predict_volume(TinyTorchPredictor(), raw, tmp_path / "a.zarr",
+                       PredictOptions(block_shape=(5, 16, 16), workers=1))
     seen = []
-    b = predict_volume(TinyTorchPredictor(), raw, tmp_path / "b.zarr", block_shape=(5, 16, 16),
+    b = predict_volume(TinyTorchPredictor(), raw, tmp_path / "b.zarr", PredictOptions(block_shape=(5, 16, 16)),
                        progress=lambda done, total, stats: seen.append(done))
     assert b.info["workers"] == auto_workers(b.info["block_memory_bytes"])
     assert b.blocks_computed == b.blocks_total == len(seen) and seen[-1] == b.blocks_total
@@ -363,13 +372,14 @@ def test_auto_workers_fill_the_cores_within_memory():
 
 def test_workers_must_be_positive_or_auto(raw, tmp_path):
     with pytest.raises(WorkbenchError, match="workers"):
-        predict_volume(GaussianPredictor(), raw, tmp_path / "p.zarr", workers=0)
+        predict_volume(GaussianPredictor(), raw, tmp_path / "p.zarr", PredictOptions(workers=0))
 
 
 def test_fixed_shape_padding_gives_one_input_shape(raw, tmp_path):
     # compile=True pads border blocks so a compiled model sees a single input shape
     pred = GaussianPredictor(halo=(3, 3, 3))
-    predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(5, 16, 16), compile=True, dtype="float16")
+    predict_volume(pred, raw, tmp_path / "p.zarr",
+                   PredictOptions(block_shape=(5, 16, 16), compile=True, dtype="float16"))
     assert set(pred.calls) == {(5 + 6, 16 + 6, 16 + 6)}
     stored = from_storage(open_prediction(tmp_path / "p.zarr")[...])
     # interior voxels (farther than the halo from the volume border) are unchanged by the padding
@@ -388,25 +398,27 @@ def test_slices_of_2d_predictors_are_computed_once(rng):
 def test_large_blocks_write_whole_chunks_of_their_own(rng, tmp_path):
     import zarr
 
-    from workbench.inference import blockwise
+    from workbench.inference import planner
 
     raw = rng.integers(0, 256, size=(3, 40, 48)).astype(np.uint8)
     pred = Slice2DPredictor(halo=(0, 4, 4))
-    old = blockwise.CHUNK_MAX
-    blockwise.CHUNK_MAX = 8
+    old = planner.CHUNK_MAX
+    planner.CHUNK_MAX = 8
     try:
-        predict_volume(pred, raw, tmp_path / "p.zarr", block_shape=(3, 16, 24), dtype="float16")
+        predict_volume(pred, raw, tmp_path / "p.zarr",
+                       PredictOptions(block_shape=(3, 16, 24), dtype="float16"))
     finally:
-        blockwise.CHUNK_MAX = old
+        planner.CHUNK_MAX = old
     arr = zarr.open_array(str(tmp_path / "p.zarr" / "0"), mode="r")
     assert arr.chunks == (1, 3, 8, 8)
     np.testing.assert_allclose(from_storage(arr[...]), pred.predict(raw), atol=1e-3)
-    assert blockwise.chunk_shape((8, 2048, 2048)) == (8, 1024, 1024)
-    assert blockwise.chunk_shape((8, 1500, 2048)) == (8, 1500, 1024)
+    assert planner.chunk_shape((8, 2048, 2048)) == (8, 1024, 1024)
+    assert planner.chunk_shape((8, 1500, 2048)) == (8, 1500, 1024)
 
 
 def test_2d_tiles_cover_a_block_and_its_halo_in_one_call_or_equal_parts():
-    from workbench.inference.blockwise import TILE_2D_MAX, default_block_shape, default_tile_shape
+    from workbench.inference.compute import TILE_2D_MAX, default_tile_shape
+    from workbench.inference.planner import default_block_shape
 
     pred = Slice2DPredictor(halo=(0, 48, 48))
     block = default_block_shape(pred, (100, 8192, 8192))
@@ -415,3 +427,65 @@ def test_2d_tiles_cover_a_block_and_its_halo_in_one_call_or_equal_parts():
     # a read region above the cap: the fewest equal tiles, overlapping by exactly 2 halo
     z, y, x = default_tile_shape(pred, (8, 4192, 2144))
     assert (y, x) == (2144, 2144) and y <= TILE_2D_MAX
+
+
+def test_predict_options_are_checked_once_with_one_line_errors():
+    from workbench.inference import StorageDtype
+
+    opts = PredictOptions(block_shape=[4, 8, 8], dtype="FLOAT16", workers=2)
+    assert opts.block_shape == (4, 8, 8) and opts.dtype is StorageDtype.FLOAT16 and opts.local
+    assert not PredictOptions(scheduler="tcp://127.0.0.1:1").local
+    for kwargs, words in [
+        ({"block_shape": (4, 8)}, "block shape"),
+        ({"block_shape": (4, 0, 8)}, "block shape"),
+        ({"tile_shape": (1, -1, 8)}, "tile shape"),
+        ({"dtype": "float23"}, "did you mean 'float16'"),
+        ({"workers": "many"}, "workers"),
+        ({"torch_threads": 0}, "torch threads"),
+        ({"scheduler_timeout": 0}, "scheduler timeout"),
+    ]:
+        with pytest.raises(WorkbenchError, match=words) as err:
+            PredictOptions(**kwargs)
+        assert "\n" not in str(err.value)
+
+
+def test_planner_blocks_halos_grid_and_resume():
+    from workbench.inference.planner import plan_blocks
+
+    pred = Slice2DPredictor(halo=(3, 5, 5))
+    pred.divisor = (2, 4, 4)
+    plan = plan_blocks(pred, (10, 40, 30), (4, 16, 16))
+    assert plan.halo == (0, 5, 5) and plan.divisor == (1, 4, 4)  # no z context for 2D predictors
+    blocks = plan.blocks()
+    assert len(blocks) == plan.n_blocks == 3 * 3 * 2
+    for b in blocks:
+        assert b.read.contains(b.core) and b.input == b.read and b.padding == [(0, 0)] * 3
+        assert all(s % d == 0 for s, d in zip(b.read.start, plan.divisor))  # reads start on the model's grid
+        assert Box.from_shape(plan.shape).contains(b.read)
+    b = next(b for b in blocks if b.index == (1, 1, 1))
+    assert b.core == Box((4, 16, 16), (4, 16, 14)) and b.read == Box.from_bounds((4, 8, 8), (8, 37, 30))
+    done = {blocks[0].index, blocks[5].index}
+    assert [x.index for x in plan.todo(done)] == [x.index for x in blocks if x.index not in done]
+    # fixed input shape (compiled models): border blocks are padded to block + 2 halo
+    fixed = plan_blocks(pred, (10, 40, 30), (4, 16, 16), fixed=True)
+    assert {x.input.shape for x in fixed.blocks()} == {(4, 26, 26)}
+    last = fixed.blocks()[-1]
+    assert last.core == Box.from_bounds((8, 32, 16), (10, 40, 30)) and last.padding == [(0, 2), (0, 13), (0, 7)]
+
+
+def test_predict_slice_matches_the_volume_prediction(raw):
+    from workbench.inference import predict_slice
+
+    pred2d = Slice2DPredictor(halo=(0, 4, 4))
+    one = predict_slice(pred2d, raw, 5)
+    assert pred2d.calls == [(1, *raw.shape[1:])]  # one slice read for a 2D model
+    np.testing.assert_allclose(one, pred2d.predict(raw)[:, 5], atol=1e-6)
+    pred3d = GaussianPredictor(halo=(3, 3, 3))
+    whole = predict_region(pred3d, raw)
+    one = predict_slice(pred3d, raw, 6)  # z context of the halo: exact for a blur of radius 3
+    np.testing.assert_allclose(one, whole[:, 6], atol=1e-6)
+    assert pred3d.calls[-1][0] == 7
+    tta = predict_slice(pred2d, raw, 0, tta=True)
+    np.testing.assert_allclose(tta, predict_array(pred2d, raw[:1], tta=True)[:, 0], atol=1e-6)
+    with pytest.raises(IndexError):
+        predict_slice(pred2d, raw, raw.shape[0])

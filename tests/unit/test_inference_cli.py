@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from workbench.cli import main
-from workbench.inference import open_prediction, predict_volume
+from workbench.inference import PredictOptions, open_prediction, predict_volume
 from workbench.inference.output import from_storage
 
 
@@ -64,8 +64,8 @@ def test_predict_cli_resume(run_dir, raw_tif, tmp_path, capsys):
     from workbench.training import load_run
 
     out = tmp_path / "pred.zarr"
-    predict_volume(load_run(run_dir, device="cpu"), open_volume(raw_tif), out, block_shape=(2, 24, 24),
-                   should_stop=lambda: True)
+    predict_volume(load_run(run_dir, device="cpu"), open_volume(raw_tif), out,
+                   PredictOptions(block_shape=(2, 24, 24)), should_stop=lambda: True)
     args = ["predict", "--model", str(run_dir), "--raw", str(raw_tif), "--out", str(out), "--block", "2", "24",
             "24", "--no-progress"]
     assert main(args) == 2
@@ -101,3 +101,15 @@ def test_predict_cli_bad_inputs(run_dir, raw_tif, tmp_path, capsys):
     _one_line_error(capsys, ["predict", "--model", str(run_dir), "--raw", str(raw_tif), "--out",
                              str(tmp_path / "c.zarr"), "--scheduler", f"tcp://127.0.0.1:{port}"], "does not answer")
     assert not (tmp_path / "c.zarr").exists() and not (tmp_path / "c.zarr.partial").exists()
+
+
+def test_predict_cli_dtype_choices_are_the_storage_dtypes():
+    import argparse
+
+    from workbench.commands import predict
+    from workbench.inference import StorageDtype
+
+    parser = argparse.ArgumentParser()
+    predict.add_arguments(parser)
+    dtype = next(a for a in parser._actions if a.dest == "dtype")
+    assert list(dtype.choices) == StorageDtype.values()

@@ -10,7 +10,7 @@ import pytest
 
 from workbench.cli import main
 from workbench.errors import WorkbenchError
-from workbench.io import open_labels, open_volume, write_ome_zarr
+from workbench.io import WriteOptions, open_labels, open_volume, write_ome_zarr
 
 
 def _tiff(p: Path, data, **kw) -> Path:
@@ -118,7 +118,7 @@ def test_api_bad_input(case, tmp_path, rng):
     src, extra, fname, pattern = make_case(case, tmp_path, rng)
     with pytest.raises(WorkbenchError, match=pattern) as info:
         if "--labels" in extra:
-            write_ome_zarr(open_labels(src), tmp_path / "out.zarr", name="l", labels=True)
+            write_ome_zarr(open_labels(src), tmp_path / "out.zarr", WriteOptions(name="l", labels=True))
         else:
             write_ome_zarr(open_volume(src), tmp_path / "out.zarr")
     msg = str(info.value)

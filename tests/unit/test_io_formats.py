@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.io import Volume, open_labels, open_volume, write_ome_zarr
+from workbench.io import Volume, WriteOptions, open_labels, open_volume, write_ome_zarr
 
 
 @pytest.fixture
@@ -149,9 +149,9 @@ def test_plain_zarr_array_and_group(tmp_path, vol16, zarr_format):
 
 def test_ome_zarr_written_here_any_scale_and_labels(tmp_path, vol16):
     out = tmp_path / "img.zarr"
-    write_ome_zarr(Volume(vol16, (50, 4, 4)), out, chunks=(2, 4, 4), levels=3)
+    write_ome_zarr(Volume(vol16, (50, 4, 4)), out, WriteOptions(chunks=(2, 4, 4), levels=3))
     labels = (vol16 % 7).astype(np.uint32)
-    write_ome_zarr(Volume(labels, (50, 4, 4)), out, name="cells", labels=True, chunks=(2, 4, 4))
+    write_ome_zarr(Volume(labels, (50, 4, 4)), out, WriteOptions(name="cells", labels=True, chunks=(2, 4, 4)))
     v = open_volume(out)
     _check(v, vol16)
     assert v.voxel_size == (50.0, 4.0, 4.0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.io import Volume, create_ome_zarr_image, open_labels, open_volume, write_ome_zarr
+from workbench.io import Volume, WriteOptions, create_ome_zarr_image, open_labels, open_volume, write_ome_zarr
 from workbench.io.downsample import (
     chunk_aligned_blocks,
     downsample_mean,
@@ -55,9 +55,9 @@ def test_write_validates_and_reads_back(tmp_path, rng):
     raw = rng.integers(0, 255, size=(6, 40, 36)).astype(np.uint8)
     lab = rng.integers(0, 4, size=raw.shape).astype(np.uint16)
     seen = []
-    out = write_ome_zarr(Volume(raw, (50, 4, 4)), tmp_path / "a.zarr", chunks=(2, 16, 16), levels=3,
+    out = write_ome_zarr(Volume(raw, (50, 4, 4)), tmp_path / "a.zarr", WriteOptions(chunks=(2, 16, 16), levels=3),
                          progress=lambda done, total: seen.append((done, total)))
-    write_ome_zarr(lab, out, name="truth", voxel_size=(50, 4, 4), labels=True, chunks=(2, 16, 16), levels=3)
+    write_ome_zarr(lab, out, WriteOptions(name="truth", voxel_size=(50, 4, 4), labels=True, chunks=(2, 16, 16), levels=3))
     assert seen[-1][0] == seen[-1][1] > raw.nbytes
     g = zarr.open_group(out, mode="r")
     img = Image.from_zarr(g)
@@ -79,7 +79,7 @@ def test_existing_output_refused_then_overwritten(tmp_path):
     write_ome_zarr(np.zeros((2, 3, 4), np.uint8), out)
     with pytest.raises(WorkbenchError, match="already exists"):
         write_ome_zarr(np.ones((2, 3, 4), np.uint8), out)
-    write_ome_zarr(np.ones((2, 3, 4), np.uint8), out, overwrite=True)
+    write_ome_zarr(np.ones((2, 3, 4), np.uint8), out, WriteOptions(overwrite=True))
     assert open_volume(out).read().min() == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr"]
 
@@ -88,14 +88,14 @@ def test_labels_must_match_existing_image(tmp_path):
     out = tmp_path / "o.zarr"
     write_ome_zarr(np.zeros((2, 3, 4), np.uint8), out)
     with pytest.raises(WorkbenchError, match=r"labels have shape \(2, 3, 5\) but the image has shape \(2, 3, 4\)"):
-        write_ome_zarr(np.zeros((2, 3, 5), np.uint8), out, name="x", labels=True)
+        write_ome_zarr(np.zeros((2, 3, 5), np.uint8), out, WriteOptions(name="x", labels=True))
     assert not (out / "labels").exists()
 
 
 def test_create_image_block_by_block_then_finalize(tmp_path, rng):
     data = rng.integers(0, 1000, size=(8, 64, 48)).astype(np.uint16)
-    with create_ome_zarr_image(tmp_path / "p.zarr", data.shape, data.dtype, (8, 8, 8), chunks=(4, 32, 32),
-                               levels=2) as img:
+    with create_ome_zarr_image(tmp_path / "p.zarr", data.shape, data.dtype,
+                               WriteOptions(voxel_size=(8, 8, 8), chunks=(4, 32, 32), levels=2)) as img:
         assert not (tmp_path / "p.zarr").exists()  # written under a temporary name
         for region in img.blocks(budget=4 * 32 * 32 * 2):
             img.write_block(region, data[region])
@@ -106,7 +106,7 @@ def test_create_image_block_by_block_then_finalize(tmp_path, rng):
 
 def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
-        with create_ome_zarr_image(tmp_path / "x.zarr", (4, 8, 8), np.uint8, (1, 1, 1)) as img:
+        with create_ome_zarr_image(tmp_path / "x.zarr", (4, 8, 8), np.uint8, WriteOptions(voxel_size=(1, 1, 1))) as img:
             img.level0[0:2] = 1
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
@@ -120,7 +120,7 @@ def test_float_nan_found_while_writing(tmp_path):
     data[33, 2, 2] = np.nan
     vol = open_volume(Volume(data, (1, 1, 1), source="bad.h5"))
     with pytest.raises(WorkbenchError, match="bad.h5: .*NaN"):
-        write_ome_zarr(vol, tmp_path / "f.zarr", chunks=(2, 8, 8))
+        write_ome_zarr(vol, tmp_path / "f.zarr", WriteOptions(chunks=(2, 8, 8)))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -134,8 +134,8 @@ def test_blockwise_pyramid_equals_whole_volume(tmp_path, rng, monkeypatch, label
 
     monkeypatch.setattr(omezarr, "BLOCK_BYTES", 4 * 32 * 32 * 8)  # many blocks, cascade of a few levels
     data = rng.integers(0, 6 if labels else 255, size=(19, 70, 66)).astype(np.uint16)
-    out = write_ome_zarr(data, tmp_path / "p.zarr", name="l", voxel_size=voxel_size, chunks=(4, 16, 16),
-                         levels=4, labels=labels)
+    out = write_ome_zarr(data, tmp_path / "p.zarr", WriteOptions(name="l", voxel_size=voxel_size, chunks=(4, 16, 16),
+                                                                  levels=4, labels=labels))
     g = zarr.open_group(out, mode="r")
     reduce = downsample_mode if labels else downsample_mean
     expected = data
@@ -150,7 +150,7 @@ def test_labels_into_new_store_and_dask_input(tmp_path, rng):
 
     lab = rng.integers(0, 3, size=(4, 20, 20)).astype(np.uint8)
     out = write_ome_zarr(Volume(da.from_array(lab, chunks=(2, 10, 10)), (30, 5, 5)), tmp_path / "new.zarr",
-                         name="cells", labels=True)
+                         WriteOptions(name="cells", labels=True))
     assert out == tmp_path / "new.zarr" / "labels" / "cells"
     import zarr
 

@@ -8,6 +8,8 @@ import torch
 
 from workbench.errors import WorkbenchError
 from workbench.models import (
+    ArchitectureSpec,
+    ModelKind,
     build_model,
     get_architecture,
     list_architectures,
@@ -39,14 +41,28 @@ def test_unknown_architecture_suggests_close_name():
 
 
 def test_duplicate_registration_is_an_error():
-    kwargs = dict(title="t", description="d", paper="p", dims=2, defaults={}, receptive_field=lambda o: (1, 1, 1),
-                  divisor=lambda o: (1, 1, 1), default_patch=(1, 8, 8))
-    register_architecture("dummy-test-arch", **kwargs)(lambda i, o: None)
+    spec = ArchitectureSpec("dummy-test-arch", title="t", description="d", paper="p", dims=2, defaults={},
+                            receptive_field=lambda o: (1, 1, 1), divisor=lambda o: (1, 1, 1), default_patch=(1, 8, 8))
+    register_architecture(spec)(lambda i, o: None)
     try:
+        assert get_architecture("dummy-test-arch").kind == ModelKind.TORCH == "torch"
+        assert list_architectures()[-1].name == "dummy-test-arch"  # registration order
         with pytest.raises(ValueError, match="already registered"):
-            register_architecture("dummy-test-arch", **kwargs)(lambda i, o: None)
+            register_architecture(spec)(lambda i, o: None)
     finally:
         unregister_architecture("dummy-test-arch")
+    assert "dummy-test-arch" not in [a.name for a in list_architectures()]
+
+
+def test_architecture_spec_is_checked():
+    fields = dict(title="t", description="d", paper="p", defaults={}, receptive_field=lambda o: (1, 1, 1),
+                  divisor=lambda o: (1, 1, 1), default_patch=(1, 8, 8))
+    with pytest.raises(ValueError, match="dims"):
+        ArchitectureSpec("x", dims=4, **fields)
+    with pytest.raises(WorkbenchError, match=r"unknown model kind 'forrest' \(did you mean 'forest'\?\)"):
+        ArchitectureSpec("x", dims=2, kind="forrest", **fields)
+    forest = get_architecture("forest").kind
+    assert forest == ModelKind.FOREST == "forest" and type(forest) is str  # a plain value: checkpoints hold it
 
 
 def test_defaults_are_copied_not_shared():

@@ -13,6 +13,8 @@ import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 UI_MODULES = {"ipywidgets", "IPython", "holoviews", "panel", "bokeh", "voila", "jupyter_bokeh", "widgets"}
+# the app server's own packages: only widgets.serve (the app layer) imports them
+SERVER_MODULES = {"jupyter_server", "jupyter_server_proxy", "jupyter_core", "nbformat", "nbclient", "tornado"}
 # pip names whose conda-forge names differ
 CONDA_NAMES = {"torch": "pytorch"}
 
@@ -53,10 +55,42 @@ def _imported_modules(path: Path) -> set[str]:
     return mods
 
 
+def _top_level_modules(path: Path) -> set[str]:
+    """Modules imported when ``path`` is imported (module level, not inside functions)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    mods = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Import):
+                mods |= {a.name.split(".")[0] for a in sub.names}
+            elif isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
+                mods.add(sub.module.split(".")[0])
+    return mods
+
+
+COMMANDS = REPO / "workbench" / "commands"
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "workbench").rglob("*.py")), ids=lambda p: str(p.relative_to(REPO)))
 def test_core_never_imports_ui(path):
-    bad = _imported_modules(path) & UI_MODULES
+    """The core library never imports UI packages (nor ``widgets``). Commands are the top layer: they may
+    import the app layer (``widgets``) lazily, inside a function, and never a UI package directly."""
+    mods = _imported_modules(path)
+    if COMMANDS in path.parents:
+        bad = (mods & UI_MODULES - {"widgets"}) | (_top_level_modules(path) & UI_MODULES)
+    else:
+        bad = mods & (UI_MODULES | SERVER_MODULES)
     assert not bad, f"{path.relative_to(REPO)} imports UI modules {sorted(bad)}: the core must stay UI-free"
+
+
+def test_core_keeps_nothing_about_app_hosting():
+    assert not (REPO / "workbench" / "server.py").exists(), "app hosting lives in widgets/serve/"
+    for path in (REPO / "workbench").rglob("*.py"):
+        if COMMANDS not in path.parents:
+            text = path.read_text()
+            assert "jupyter_server" not in text and "voila/render" not in text, f"{path.relative_to(REPO)} hosts the app"
 
 
 def test_import_workbench_is_light():

@@ -9,7 +9,7 @@ import pytest
 
 from workbench.errors import WorkbenchError
 from workbench.io.volume import Volume
-from workbench.project import SCHEMA_VERSION, LabelClass, Project
+from workbench.project import SCHEMA_VERSION, LabelClass, Project, ProjectOptions
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def raw(tiny_volume) -> Volume:
 
 @pytest.fixture
 def project(tmp_path, raw) -> Project:
-    return Project.create(tmp_path / "proj", raw=raw, name="Tiny")
+    return Project.create(tmp_path / "proj", raw=raw, options=ProjectOptions(name="Tiny"))
 
 
 def test_create_open_round_trip(project, raw, tmp_path):
@@ -92,7 +92,7 @@ def test_remove_class_with_labels(project):
 
 
 def test_custom_classes(tmp_path, raw):
-    p = Project.create(tmp_path / "p", raw=raw, classes=["a", ("b", "#123456")])
+    p = Project.create(tmp_path / "p", raw=raw, options=ProjectOptions(classes=["a", ("b", "#123456")]))
     assert p.classes == [LabelClass(1, "a", "#e6194b"), LabelClass(2, "b", "#123456")]
 
 
@@ -134,16 +134,17 @@ def test_runs(project):
 
 
 def test_link_external_zarr_and_copy(tmp_path, raw):
-    from workbench.io.omezarr import write_ome_zarr
+    from workbench.io.omezarr import WriteOptions, write_ome_zarr
 
     src = tmp_path / "ext.zarr"
-    write_ome_zarr(raw, src, name="raw", voxel_size=raw.voxel_size)
+    write_ome_zarr(raw, src, WriteOptions(name="raw", voxel_size=raw.voxel_size))
     linked = Project.create(tmp_path / "linked", raw=str(src))
     info = json.loads(linked.json_path.read_text())["raw"]
     assert info["linked"] and info["source"] == str(src.resolve())
     assert not (linked.data_path / ".zattrs").exists() or "multiscales" not in (linked.data_path / ".zattrs").read_text()
     np.testing.assert_array_equal(linked.raw.read(), raw.read())
-    copied = Project.create(tmp_path / "copied", raw=str(src), copy_raw=True, voxel_size=(50, 5, 5))
+    copied = Project.create(tmp_path / "copied", raw=str(src),
+                            options=ProjectOptions(copy_raw=True, voxel_size=(50, 5, 5)))
     assert not json.loads(copied.json_path.read_text())["raw"]["linked"]
     assert copied.voxel_size == (50.0, 5.0, 5.0)
     np.testing.assert_array_equal(copied.raw.read(), raw.read())
@@ -154,7 +155,8 @@ def test_import_tiff_with_truth(tmp_path, raw):
 
     tifffile.imwrite(tmp_path / "raw.tif", raw.read())
     truth = (raw.read() > 200).astype(np.uint8) + 1
-    p = Project.create(tmp_path / "p", raw=tmp_path / "raw.tif", voxel_size=(30, 4, 4), truth=truth)
+    p = Project.create(tmp_path / "p", raw=tmp_path / "raw.tif", options=ProjectOptions(voxel_size=(30, 4, 4)),
+                       truth=truth)
     np.testing.assert_array_equal(p.raw.read(), raw.read())
     np.testing.assert_array_equal(p.truth.read(), truth)
     with pytest.raises(WorkbenchError, match="shape"):
@@ -162,7 +164,7 @@ def test_import_tiff_with_truth(tmp_path, raw):
 
 
 def test_synthetic_sample_project(tmp_path):
-    p = Project.create(tmp_path / "sample", sample_shape=(4, 64, 64), seed=1)
+    p = Project.create(tmp_path / "sample", options=ProjectOptions(sample_shape=(4, 64, 64), seed=1))
     raw = p.raw
     assert raw.shape == (4, 64, 64)
     truth = p.truth.read()

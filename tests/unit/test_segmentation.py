@@ -11,6 +11,10 @@ from skimage.segmentation import find_boundaries
 
 from workbench.errors import WorkbenchError
 from workbench.segmentation import (
+    AgglomerateBlockParams,
+    BlockJob,
+    WatershedBlockParams,
+    WatershedParams,
     affinity_agglomeration,
     connected_components,
     label_blockwise,
@@ -61,7 +65,7 @@ def test_connected_components_and_size_filter(blobs):
 def test_blockwise_components_equal_in_memory(blobs, block):
     ref = connected_components(blobs, min_size=4)
     out = np.zeros(blobs.shape, np.uint32)
-    n = label_blockwise(lambda b: blobs[b.slices], blobs.shape, out, block, min_size=4)
+    n = label_blockwise(lambda b: blobs[b.slices], out, BlockJob(blobs.shape, block), min_size=4)
     assert n == ref.max()
     assert same_partition(out, ref)
 
@@ -70,13 +74,13 @@ def test_blockwise_components_on_zarr(tmp_path, blobs):
     import zarr
 
     out = zarr.create_array(str(tmp_path / "l.zarr"), shape=blobs.shape, chunks=(5, 12, 10), dtype="uint32")
-    label_blockwise(lambda b: blobs[b.slices], blobs.shape, out, (5, 12, 10))
+    label_blockwise(lambda b: blobs[b.slices], out, BlockJob(blobs.shape, (5, 12, 10)))
     assert same_partition(out[...], connected_components(blobs))
 
 
 def test_seeded_watershed_recovers_cells(cells):
     truth, boundary = cells
-    seg = seeded_watershed(boundary, threshold=0.3)
+    seg = seeded_watershed(boundary, params=WatershedParams(threshold=0.3))
     assert seg.max() == 4 and adapted_rand_error(truth, seg)[0] < 0.05
     # distance-transform seeds
     seeds = make_seeds(boundary, 0.3, method="distance", min_distance=10)
@@ -92,10 +96,10 @@ def test_blockwise_watershed_keeps_ids_across_blocks(cells):
     truth, boundary = cells
     out = np.zeros(truth.shape, np.uint32)
     seeds = np.zeros(truth.shape, np.uint32)
-    n = watershed_blockwise(lambda b: boundary[b.slices], truth.shape, out, seeds, (4, 16, 16), threshold=0.3,
-                            halo=(2, 16, 16))
+    n = watershed_blockwise(lambda b: boundary[b.slices], out, seeds, BlockJob(truth.shape, (4, 16, 16)),
+                            WatershedBlockParams(threshold=0.3, halo=(2, 16, 16)))
     assert n == 4 and len(np.unique(out)) == 4
-    in_memory = seeded_watershed(boundary, threshold=0.3)
+    in_memory = seeded_watershed(boundary, params=WatershedParams(threshold=0.3))
     assert adapted_rand_error(in_memory, out)[0] < 0.01
     for cell in range(1, 5):  # one id per cell, across blocks
         ids, counts = np.unique(out[truth == cell], return_counts=True)
@@ -128,7 +132,7 @@ def test_merge_weak_boundaries_joins_faint_splits_only(split_cells):
     truth, boundary, seeds = split_cells
     plain = seeded_watershed(boundary, seeds=seeds)
     assert plain.max() == 6
-    merged = seeded_watershed(boundary, seeds=seeds, merge_threshold=0.5)
+    merged = seeded_watershed(boundary, seeds=seeds, params=WatershedParams(merge_threshold=0.5))
     assert merged.max() == 5 and set(np.unique(merged)) == set(range(1, 6))
     ids = _ids_in_cells(merged, truth)
     assert len(ids[1]) == 1  # the faint line is gone
@@ -147,12 +151,13 @@ def test_blockwise_merge_equals_in_memory(split_cells, per_section):
     truth, boundary, _ = split_cells
     out = np.zeros(truth.shape, np.uint32)
     seeds = np.zeros(truth.shape, np.uint32)
-    watershed_blockwise(lambda b: boundary[b.slices], truth.shape, out, seeds, (3, 20, 17), threshold=0.25,
-                        halo=(2, 48, 48), per_section=per_section, merge_threshold=0.5)
+    watershed_blockwise(lambda b: boundary[b.slices], out, seeds, BlockJob(truth.shape, (3, 20, 17)),
+                        WatershedBlockParams(threshold=0.25, halo=(2, 48, 48), per_section=per_section,
+                                             merge_threshold=0.5))
     ref = np.zeros(truth.shape, np.uint32)
     seeds_ref = np.zeros(truth.shape, np.uint32)
-    watershed_blockwise(lambda b: boundary[b.slices], truth.shape, ref, seeds_ref, truth.shape, threshold=0.25,
-                        halo=(0, 0, 0), per_section=per_section)
+    watershed_blockwise(lambda b: boundary[b.slices], ref, seeds_ref, BlockJob(truth.shape, truth.shape),
+                        WatershedBlockParams(threshold=0.25, halo=(0, 0, 0), per_section=per_section))
     axes = (1, 2) if per_section else None
     assert same_partition(out, merge_weak_boundaries(ref, boundary, 0.5, axes=axes))
     before, after = _ids_in_cells(ref, truth), _ids_in_cells(out, truth)
@@ -201,7 +206,7 @@ def test_blockwise_components_on_ellipsoids():
     mask = np.zeros((20, 30, 30), bool)
     mask[3:3 + e.shape[0], 5:5 + e.shape[1], 5:5 + e.shape[2]] = e
     out = np.zeros(mask.shape, np.uint32)
-    assert label_blockwise(lambda b: mask[b.slices], mask.shape, out, (4, 6, 6)) == 1
+    assert label_blockwise(lambda b: mask[b.slices], out, BlockJob(mask.shape, (4, 6, 6))) == 1
     assert np.array_equal(out > 0, mask)
 
 
@@ -230,8 +235,8 @@ def test_per_section_watershed_and_components_never_cross_z(cells, block):
     truth, boundary = cells
     out = np.zeros(truth.shape, np.uint32)
     seeds = np.zeros(truth.shape, np.uint32)
-    watershed_blockwise(lambda b: boundary[b.slices], truth.shape, out, seeds, block, threshold=0.3,
-                        halo=(2, 16, 16), per_section=True)
+    watershed_blockwise(lambda b: boundary[b.slices], out, seeds, BlockJob(truth.shape, block),
+                        WatershedBlockParams(threshold=0.3, halo=(2, 16, 16), per_section=True))
     per_slice_truth = truth + (np.arange(truth.shape[0], dtype=np.uint32) * 10)[:, None, None]
     assert adapted_rand_error(per_slice_truth, out)[0] < 0.01  # 4 cells in every section, each its own id
     assert len(np.unique(out)) == 4 * truth.shape[0]
@@ -240,8 +245,9 @@ def test_per_section_watershed_and_components_never_cross_z(cells, block):
 
     mask = truth == 1
     cc = np.zeros(truth.shape, np.uint32)
-    assert label_blockwise(lambda b: mask[b.slices], truth.shape, cc, block, per_section=True) == truth.shape[0]
-    assert label_blockwise(lambda b: mask[b.slices], truth.shape, cc, block) == 1
+    job = BlockJob(truth.shape, block)
+    assert label_blockwise(lambda b: mask[b.slices], cc, job, per_section=True) == truth.shape[0]
+    assert label_blockwise(lambda b: mask[b.slices], cc, job) == 1
 
 
 def test_segment_cli_per_section(tmp_path, cells):
@@ -278,21 +284,22 @@ def test_blockwise_affinity_agglomeration_equals_in_memory(cells, rng, block):
     out = np.zeros(truth.shape, np.uint32)
     fragments = np.zeros(truth.shape, np.uint32)
     calls = []
-    agglomerate_blockwise(lambda b: affs[(slice(None), *b.slices)], truth.shape, out, fragments, block,
-                          threshold=0.5, halo=(8, 48, 48), progress=lambda d, n: calls.append((d, n)))
+    agglomerate_blockwise(lambda b: affs[(slice(None), *b.slices)], out, fragments,
+                          BlockJob(truth.shape, block, progress=lambda d, n: calls.append((d, n))),
+                          AgglomerateBlockParams(threshold=0.5, halo=(8, 48, 48)))
     assert same_partition(whole, out)
     assert adapted_rand_error(truth, out)[0] < 0.05 and len(np.unique(out)) == 4
     assert calls[-1][0] == calls[-1][1]
     # a 2D model's affinities (y, x): sections never join
     out2 = np.zeros(truth.shape, np.uint32)
-    agglomerate_blockwise(lambda b: affs[(slice(1, 3), *b.slices)], truth.shape, out2, fragments, block,
-                          axes=(1, 2), threshold=0.5, halo=(8, 48, 48))
+    agglomerate_blockwise(lambda b: affs[(slice(1, 3), *b.slices)], out2, fragments, BlockJob(truth.shape, block),
+                          AgglomerateBlockParams(axes=(1, 2), threshold=0.5, halo=(8, 48, 48)))
     assert same_partition(affinity_agglomeration(affs[1:], threshold=0.5), out2)
 
 
 def test_region_graph_blockwise_counts_every_edge_once(cells, rng):
-    from workbench.segmentation.affinity import region_graph
     from workbench.segmentation.blockwise import region_graph_blockwise
+    from workbench.segmentation.graph import region_graph
 
     truth, _ = cells
     affs = _affinities(truth, rng)
@@ -300,7 +307,63 @@ def test_region_graph_blockwise_counts_every_edge_once(cells, rng):
     labels[2:5] += 4  # more regions, touching across z too
     whole = region_graph(labels, affs)
     parts = region_graph_blockwise(lambda b: labels[b.slices], lambda b: affs[(slice(None), *b.slices)],
-                                   labels.shape, (3, 10, 14), (0, 1, 2))
+                                   BlockJob(labels.shape, (3, 10, 14)), (0, 1, 2))
     np.testing.assert_array_equal(whole[0], parts[0])
     np.testing.assert_allclose(whole[1], parts[1])
     np.testing.assert_array_equal(whole[2], parts[2])
+
+
+def test_segment_options_are_checked_once():
+    from workbench.segmentation import SegmentMethod, SegmentOptions
+
+    o = SegmentOptions(method="Watershed", block_shape=[4, 16, 16], merge_threshold=0.5)
+    assert o.method is SegmentMethod.WATERSHED and o.block_shape == (4, 16, 16) and o.method == "watershed"
+    assert o.info()["method"] == "watershed" and type(o.info()["method"]) is str
+    bad = [
+        (dict(method="watershad"), "unknown segmentation method 'watershad' (did you mean 'watershed'?)"),
+        (dict(threshold=1.5), "threshold"),
+        (dict(channel=-1), "channel"),
+        (dict(min_size=-1), "minimum size"),
+        (dict(block_shape=(0, 4, 4)), "block shape"),
+        (dict(halo=(1, 2)), "halo"),
+        (dict(method="affinity", per_section=True), "per-section"),
+        (dict(merge_threshold=0.5), "watershed"),
+        (dict(method="watershed", merge_threshold=2), "merge threshold"),
+    ]
+    for kwargs, words in bad:
+        with pytest.raises(WorkbenchError) as err:
+            SegmentOptions(**kwargs)
+        assert words in str(err.value) and "\n" not in str(err.value), (kwargs, str(err.value))
+
+
+def test_segment_prediction_progress_and_stop(tmp_path, cells):
+    import zarr
+
+    from workbench.inference import predict_volume
+    from workbench.segmentation import SegmentOptions, segment_prediction
+
+    truth, boundary = cells
+
+    class BoundaryPredictor:
+        spatial_dims, out_channels, channel_names, halo = 2, 1, ["membrane"], (0, 0, 0)
+
+        def predict(self, block):
+            return np.asarray(block, np.float32)[None] / 255.0
+
+    pred = tmp_path / "p.zarr"
+    predict_volume(BoundaryPredictor(), (boundary * 255).astype(np.uint8), pred)
+    options = SegmentOptions(method="watershed", threshold=0.3, block_shape=(4, 16, 16), merge_threshold=0.5)
+    calls = []
+    seg = segment_prediction(pred, tmp_path / "s.zarr", options, progress=lambda d, n: calls.append((d, n)))
+    n_blocks = 2 * 3 * 3
+    assert calls[-1] == (2 * n_blocks, 2 * n_blocks)  # flooding, then merging
+    assert len(np.unique(zarr.open_array(str(seg / "0"), mode="r")[...])) == 4  # the four cells
+    polls = []
+
+    def stop_after_three():
+        polls.append(1)
+        return len(polls) > 3
+
+    with pytest.raises(WorkbenchError, match="stopped before completion"):
+        segment_prediction(pred, tmp_path / "t.zarr", options, should_stop=stop_after_three)
+    assert not (tmp_path / "t.zarr").exists() and not (tmp_path / "t.zarr.partial").exists()

@@ -10,7 +10,7 @@ import zarr
 from scipy import ndimage as ndi
 
 from workbench.cli import main
-from workbench.inference import predict_volume
+from workbench.inference import PredictOptions, predict_volume
 
 
 class BlobPredictor:
@@ -31,7 +31,7 @@ class BlobPredictor:
 def prediction(tmp_path, rng):
     raw = (ndi.gaussian_filter(rng.random((12, 40, 40)), 2.5) > 0.5).astype(np.uint8) * 255
     out = tmp_path / "pred.zarr"
-    predict_volume(BlobPredictor(), raw, out, block_shape=(6, 16, 16))
+    predict_volume(BlobPredictor(), raw, out, PredictOptions(block_shape=(6, 16, 16)))
     return out, raw
 
 
@@ -86,7 +86,8 @@ def test_segment_bad_inputs(prediction, tmp_path, capsys, rng):
     _err(capsys, ["segment", str(pred), "--out", str(tmp_path / "a.zarr"), "--method", "watershed",
                   "--merge-threshold", "2"], "merge threshold")
     part = tmp_path / "half.zarr"
-    predict_volume(BlobPredictor(), raw, part, block_shape=(6, 16, 16), should_stop=lambda: True)
+    predict_volume(BlobPredictor(), raw, part, PredictOptions(block_shape=(6, 16, 16)),
+                   should_stop=lambda: True)
     _err(capsys, ["segment", str(part), "--out", str(tmp_path / "b.zarr")], "incomplete")
     assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
 
@@ -109,7 +110,8 @@ def test_segment_affinity_from_named_channels(tmp_path, capsys):
             same_x[:, :, 1:] = block[:, :, 1:] == block[:, :, :-1]
             return np.stack([same_y, same_x, np.ones(block.shape, np.float32)]) * 0.9 + 0.05
 
-    predict_volume(AffinityPredictor(), truth.astype(np.uint8), tmp_path / "aff.zarr", block_shape=(2, 16, 16))
+    predict_volume(AffinityPredictor(), truth.astype(np.uint8), tmp_path / "aff.zarr",
+                   PredictOptions(block_shape=(2, 16, 16)))
     seg = tmp_path / "seg.zarr"
     assert main(["segment", str(tmp_path / "aff.zarr"), "--out", str(seg), "--method", "affinity",
                  "--no-progress"]) == 0, capsys.readouterr().err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import WorkbenchError
-from workbench.synthetic import SEMANTIC_CLASSES, SampleConfig, generate_sample, make_sample
+from workbench.synthetic import SEMANTIC_CLASSES, SampleConfig, SampleOptions, generate_sample, make_sample
 
 SHAPE = (8, 96, 112)
 
@@ -121,7 +121,7 @@ def test_generate_sample_writes_ome_zarr_equal_to_memory(tmp_path):
 
     shape = (5, 60, 72)
     calls = []
-    out = generate_sample(tmp_path / "s.zarr", shape, seed=4, block_shape=(2, 32, 32),
+    out = generate_sample(tmp_path / "s.zarr", shape, seed=4, options=SampleOptions(block_shape=(2, 32, 32)),
                           progress=lambda done, total: calls.append((done, total)))
     ref = make_sample(shape, seed=4)
     root = zarr.open_group(str(out), mode="r")
@@ -144,9 +144,10 @@ def test_generate_sample_refuses_existing_output_and_stops_cleanly(tmp_path):
     generate_sample(out, (2, 32, 32))
     with pytest.raises(WorkbenchError, match="already exists"):
         generate_sample(out, (2, 32, 32))
-    generate_sample(out, (2, 32, 32), seed=1, overwrite=True)
+    generate_sample(out, (2, 32, 32), seed=1, options=SampleOptions(overwrite=True))
     with pytest.raises(WorkbenchError, match="stopped"):
-        generate_sample(tmp_path / "t.zarr", (4, 64, 64), block_shape=(1, 32, 32), should_stop=lambda: True)
+        generate_sample(tmp_path / "t.zarr", (4, 64, 64), options=SampleOptions(block_shape=(1, 32, 32)),
+                        should_stop=lambda: True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
 
 

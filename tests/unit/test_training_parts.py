@@ -193,7 +193,12 @@ def test_volume_tiles_cover_the_volume_with_equal_tiles():
 
 
 def test_recalibrated_batchnorm_statistics_are_those_of_the_volume():
-    from workbench.training.batchnorm import batchnorm_buffers, has_batchnorm, recalibrate_batchnorm
+    from workbench.training.batchnorm import (
+        TileSampling,
+        batchnorm_buffers,
+        has_batchnorm,
+        recalibrate_batchnorm,
+    )
 
     torch.manual_seed(0)
     conv = torch.nn.Conv2d(1, 3, 3, padding=1)
@@ -201,7 +206,7 @@ def test_recalibrated_batchnorm_statistics_are_those_of_the_volume():
     volume = np.random.default_rng(0).normal(2.0, 3.0, (4, 16, 16)).astype(np.float32)
     before = batchnorm_buffers(model)
     assert has_batchnorm(model) and set(before) == {"1.running_mean", "1.running_var", "1.num_batches_tracked"}
-    info = recalibrate_batchnorm(model, volume, (1, 16, 16), 2, torch.device("cpu"), batch_size=4)
+    info = recalibrate_batchnorm(model, volume, TileSampling((1, 16, 16), 2, batch_size=4), torch.device("cpu"))
     assert info["tiles"] == 4 and info["voxels"] == 4 * 16 * 16
     with torch.no_grad():
         feats = conv(torch.from_numpy(volume)[:, None])
@@ -209,4 +214,4 @@ def test_recalibrated_batchnorm_statistics_are_those_of_the_volume():
     torch.testing.assert_close(model[1].running_var, feats.var((0, 2, 3)), rtol=1e-3, atol=1e-4)
     assert model[1].momentum == 0.1 and not torch.equal(model[1].running_mean, before["1.running_mean"])
     plain = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.GroupNorm(1, 2))
-    assert not has_batchnorm(plain) and recalibrate_batchnorm(plain, volume, (1, 8, 8), 2, "cpu")["tiles"] == 0
+    assert not has_batchnorm(plain) and recalibrate_batchnorm(plain, volume, TileSampling((1, 8, 8), 2), "cpu")["tiles"] == 0

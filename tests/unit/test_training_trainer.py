@@ -449,3 +449,36 @@ def test_cli_option_values_are_parsed():
                                                                              "norm": "group"}
     with pytest.raises(WorkbenchError, match="KEY=VALUE"):
         parse_options(["base_channels"])
+
+
+def test_resume_continues_the_metrics_without_repeating_iterations(tmp_path):
+    raw, labels = _data()
+    run = tmp_path / "run"
+    Trainer(_config(iterations=4, schedule="constant"), raw, labels, run).run()
+    metrics = run / "metrics.jsonl"
+    # a killed run logged past its last checkpoint (iteration 4), and its last line was cut short
+    with open(metrics, "a") as f:
+        f.write(json.dumps({"iteration": 5, "loss": 9.0}) + "\n" + json.dumps({"iteration": 6, "loss": 9.0}) + "\n")
+        f.write('{"iteration": 7, "lo')
+    Trainer(_config(iterations=7, schedule="constant"), raw, labels, run, resume=True).run()
+    its = [json.loads(line)["iteration"] for line in metrics.read_text().splitlines()]
+    assert its == [1, 2, 3, 4, 5, 6, 7]
+    assert all(json.loads(line)["loss"] != 9.0 for line in metrics.read_text().splitlines())
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path, tiff_data, capsys):
+    raw, labels = _data()
+    with pytest.raises(WorkbenchError, match="no checkpoint to resume from yet"):
+        Trainer(_config(), raw, labels, tmp_path / "empty", resume=True)
+    fresh = Trainer(_config(iterations=2), raw, labels, tmp_path / "empty", resume="if-present")
+    assert fresh.start_iteration == 0
+    d = tiff_data
+    common = ["--arch", "unet2d", "--option", "depth=2", "--option", "base_channels=4", "--raw", str(d / "raw.tif"),
+              "--labels", str(d / "labels.tif"), "--out", str(d / "new"), "--patch", "1", "16", "16", "--no-progress"]
+    assert main(["train", "--resume", *common, "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no checkpoint to resume from yet" in err[0] and "--resume-or-start" in err[0]
+    assert main(["train", "--resume-or-start", *common, "--iterations", "1"]) == 0
+    assert "starting a new run" in capsys.readouterr().err
+    assert main(["train", "--resume-or-start", *common, "--iterations", "2"]) == 0
+    assert "resuming from iteration 1" in capsys.readouterr().err

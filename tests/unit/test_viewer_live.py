@@ -157,10 +157,10 @@ def test_strokes_ignore_other_annotation_types():
 
 
 def test_pyramid_levels_answer_downsampled_requests(tmp_path, rng):
-    from workbench.io import open_volume, write_ome_zarr
+    from workbench.io import WriteOptions, open_volume, write_ome_zarr
 
     data = rng.integers(0, 255, (8, 64, 64)).astype(np.uint8)
-    out = write_ome_zarr(data, tmp_path / "img.zarr", voxel_size=(8, 8, 8), chunks=(8, 32, 32), levels=3)
+    out = write_ome_zarr(data, tmp_path / "img.zarr", WriteOptions(voxel_size=(8, 8, 8), chunks=(8, 32, 32), levels=3))
     vol = open_volume(out)
     levels = ome_zarr_levels(vol)
     assert len(levels) == 3 and levels[0][0] == (1, 1, 1)

@@ -13,7 +13,7 @@ from workbench.viewer import state as st
 
 
 def test_import_workbench_viewer_does_not_import_neuroglancer():
-    code = "import sys, workbench.viewer, workbench.server; print('neuroglancer' in sys.modules)"
+    code = "import sys, workbench.viewer, workbench.ports; print('neuroglancer' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
 

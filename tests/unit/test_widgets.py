@@ -9,7 +9,7 @@ import pytest
 import zarr
 
 from workbench.errors import WorkbenchError
-from workbench.project import Project
+from workbench.project import Project, ProjectOptions
 
 
 def _membrane_volume(shape=(4, 64, 64), period=16):
@@ -24,7 +24,8 @@ def _membrane_volume(shape=(4, 64, 64), period=16):
 @pytest.fixture
 def project(tmp_path):
     raw, truth = _membrane_volume()
-    return Project.create(tmp_path / "workspace" / "demo", raw=raw, truth=truth, voxel_size=(30, 8, 8))
+    return Project.create(tmp_path / "workspace" / "demo", raw=raw, options=ProjectOptions(voxel_size=(30, 8, 8)),
+                          truth=truth)
 
 
 @pytest.fixture

@@ -112,6 +112,31 @@ class _LockedReader:
         return out if dtype is None else out.astype(dtype)
 
 
+@dataclass(frozen=True)
+class LabelStoreOptions:
+    """How :meth:`LabelStore.create` makes a new label image, checked when created.
+
+    Attributes:
+        dtype: ``uint8`` (up to 255 classes) or ``uint16``.
+        chunks: storage chunks, default ``(1, 256, 256)`` so a stroke rewrites few chunks.
+        colors: optional ``{label: "#rrggbb"}`` written as NGFF ``image-label`` colours.
+        undo_dir: where undo snapshots go (see :class:`LabelStore`). undo_depth: edits that can be undone.
+
+    Raises:
+        WorkbenchError: another dtype.
+    """
+
+    dtype: str = "uint8"
+    chunks: tuple[int, int, int] | None = None
+    colors: dict[int, str] | None = None
+    undo_dir: str | Path | None = None
+    undo_depth: int = DEFAULT_UNDO_DEPTH
+
+    def __post_init__(self) -> None:
+        if np.dtype(self.dtype) not in (np.dtype("uint8"), np.dtype("uint16")):
+            raise WorkbenchError(f"annotation labels must be uint8 or uint16, got {self.dtype}")
+
+
 class LabelStore:
     """Sparse labels (0 = unlabelled, 1..K = classes) of one project, thread-safe and persisted per call.
 
@@ -154,34 +179,31 @@ class LabelStore:
 
     # ------------------------------------------------------------------ creation
     @classmethod
-    def create(cls, group_path, journal_path, shape, voxel_size=(1.0, 1.0, 1.0), dtype="uint8",
-               chunks=None, undo_dir=None, colors: dict[int, str] | None = None, **kwargs) -> LabelStore:
+    def create(cls, group_path, journal_path, shape, voxel_size=(1.0, 1.0, 1.0),
+               options: LabelStoreOptions | None = None) -> LabelStore:
         """Create an empty NGFF label image and open a store on it.
 
         Args:
             group_path: where the label image group goes (under an OME-Zarr ``labels/`` group).
             journal_path: the history file (created empty).
             shape, voxel_size: those of the raw volume (z, y, x).
-            dtype: ``uint8`` (up to 255 classes) or ``uint16``.
-            chunks: storage chunks, default ``(1, 256, 256)`` so a stroke rewrites few chunks.
-            colors: optional ``{label: "#rrggbb"}`` written as NGFF ``image-label`` colours.
+            options: :class:`LabelStoreOptions` (dtype, chunks, colours, undo folder and depth).
         """
-        from workbench.io.omezarr import create_ome_zarr_image
+        from workbench.io.omezarr import WriteOptions, create_ome_zarr_image
 
+        o = options or LabelStoreOptions()
         shape = tuple(int(s) for s in shape)
-        if np.dtype(dtype) not in (np.dtype("uint8"), np.dtype("uint16")):
-            raise WorkbenchError(f"annotation labels must be uint8 or uint16, got {dtype}")
-        if chunks is None:
-            chunks = (1, min(256, shape[1]), min(256, shape[2]))
+        chunks = o.chunks or (1, min(256, shape[1]), min(256, shape[2]))
         # one level: strokes rewrite level 0 only, so there is no pyramid to keep in step
-        create_ome_zarr_image(Path(group_path), shape, np.dtype(dtype), tuple(voxel_size), tuple(chunks),
-                              levels=1, labels=True).finalize()
+        create_ome_zarr_image(Path(group_path), shape, np.dtype(o.dtype),
+                              WriteOptions(voxel_size=tuple(voxel_size), chunks=tuple(chunks), levels=1,
+                                           labels=True)).finalize()
         journal_path = Path(journal_path)
         journal_path.parent.mkdir(parents=True, exist_ok=True)
         journal_path.touch()
-        store = cls(group_path, journal_path, undo_dir=undo_dir, **kwargs)
-        if colors:
-            store.set_colors(colors)
+        store = cls(group_path, journal_path, undo_dir=o.undo_dir, undo_depth=o.undo_depth)
+        if o.colors:
+            store.set_colors(dict(o.colors))
         return store
 
     # ------------------------------------------------------------------ properties
@@ -657,5 +679,6 @@ class LabelStore:
 
 
 def _hex_to_rgba(color: str) -> list[int]:
-    c = color.lstrip("#")
-    return [int(c[i:i + 2], 16) for i in (0, 2, 4)] + [255]
+    from workbench.classes import hex_to_rgb
+
+    return [*hex_to_rgb(color), 255]

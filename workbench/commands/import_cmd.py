@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     _limit_malloc_arenas()
 
     from workbench.errors import WorkbenchError
-    from workbench.io import open_labels, open_volume, write_ome_zarr
+    from workbench.io import WriteOptions, open_labels, open_volume, write_ome_zarr
     from workbench.io.sources import with_voxel_size
 
     if args.chunks is not None and min(args.chunks) < 1:
@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         vol = open_volume(args.src, voxel_size=args.voxel_size, channel=args.channel)
     with tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc="import", file=sys.stderr,
               disable=args.no_progress, dynamic_ncols=True) as bar:
-        path = write_ome_zarr(vol, args.out, name=name, chunks=args.chunks, levels=args.levels,
-                              labels=args.labels, progress=bar, overwrite=args.overwrite)
+        options = WriteOptions(name=name, chunks=args.chunks, levels=args.levels, labels=args.labels,
+                               overwrite=args.overwrite)
+        path = write_ome_zarr(vol, args.out, options, progress=bar)
     dt = time.perf_counter() - t0
     vs = " x ".join(f"{v:g}" for v in vol.voxel_size)
     from workbench.io.downsample import plan_pyramid

@@ -49,15 +49,14 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from workbench.errors import WorkbenchError
-    from workbench.inference import predict_volume
-    from workbench.inference.runs import load_run
+    from workbench.inference import PredictOptions, connect, predict_volume
     from workbench.io import open_volume
+    from workbench.training import load_run
 
-    if args.block is not None and min(args.block) < 1:
-        raise WorkbenchError(f"--block must be three positive numbers, got {args.block}")
-    if args.scheduler and args.scheduler not in ("threads", "processes"):
-        from workbench.inference import connect
-
+    options = PredictOptions(block_shape=args.block, tta=args.tta, scheduler=args.scheduler, dtype=args.dtype,
+                             workers=args.workers, compile=args.compile, overwrite=args.overwrite,
+                             resume=args.resume)  # checked before anything is loaded
+    if not options.local and args.scheduler != "processes":
         client, _ = connect(args.scheduler)  # fail fast, before loading anything
         client.close()
     predictor = load_run(args.model, device=args.device)
@@ -65,16 +64,13 @@ def run(args: argparse.Namespace) -> int:
         raw = open_volume(args.raw, channel=args.channel)
     except WorkbenchError as err:
         if "channels" in str(err) and args.channel is None:
-            n_in = int(getattr(predictor, "in_channels", 1))
+            n_in = predictor.in_channels
             raise WorkbenchError(f"the model takes {n_in} channel, the raw volume does not: {err}") from None
         raise
     bar = tqdm(desc="predict", unit="block", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True,
                delay=0.5)  # delay: input errors stay one line
     try:
-        result = predict_volume(predictor, raw, args.out, block_shape=args.block, tta=args.tta,
-                                scheduler=args.scheduler, progress=bar, overwrite=args.overwrite,
-                                resume=args.resume, dtype=args.dtype, workers=args.workers,
-                                compile=args.compile)
+        result = predict_volume(predictor, raw, args.out, options, progress=bar)
     finally:
         bar.close()
     print(f"wrote {result.path} ({result.blocks_total} blocks, {result.blocks_computed} computed, "

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from workbench.errors import WorkbenchError
-    from workbench.synthetic import generate_sample
+    from workbench.synthetic import SampleOptions, generate_sample
     from workbench.synthetic.sample import check_shape
 
     check_shape(args.shape, args.out)
@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc="sample", file=sys.stderr,
               disable=args.no_progress, dynamic_ncols=True) as bar:
-        out = generate_sample(args.out, shape=tuple(args.shape), seed=args.seed, artifacts=args.artifacts,
-                              progress=bar, overwrite=args.overwrite)
+        out = generate_sample(args.out, shape=tuple(args.shape), seed=args.seed,
+                              options=SampleOptions(artifacts=args.artifacts, overwrite=args.overwrite), progress=bar)
     dt = time.perf_counter() - t0
     z, y, x = args.shape
     mb = z * y * x / 1e6

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from workbench.segmentation.options import SegmentMethod
+
 NAME = "segment"
 HELP = "instance segmentation of a prediction: connected components, seeded watershed or affinity agglomeration"
 
@@ -12,7 +14,7 @@ HELP = "instance segmentation of a prediction: connected components, seeded wate
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pred", metavar="PRED.zarr", help="prediction written by 'workbench predict'")
     parser.add_argument("--out", required=True, metavar="SEG.zarr", help="OME-Zarr label image to write")
-    parser.add_argument("--method", choices=("cc", "watershed", "affinity"), default="cc",
+    parser.add_argument("--method", choices=SegmentMethod.values(), default=SegmentMethod.CC.value,
                         help="cc: components of channel > threshold; watershed: flood the boundary channel "
                              "from interior seeds (< threshold); affinity: agglomerate channels N..N+2")
     parser.add_argument("--channel", type=int, default=0, metavar="N", help="channel to use (default 0)")
@@ -33,11 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from workbench.errors import WorkbenchError
-    from workbench.segmentation import segment_prediction
+    from workbench.segmentation import SegmentOptions, segment_prediction
 
-    if not 0.0 <= args.threshold <= 1.0:
-        raise WorkbenchError(f"--threshold must be in [0, 1], got {args.threshold}")
+    options = SegmentOptions(method=args.method, channel=args.channel, threshold=args.threshold,
+                             min_size=args.min_size, block_shape=args.block, per_section=args.per_section,
+                             merge_threshold=args.merge_threshold, overwrite=args.overwrite)
     bar = None
 
     def progress(done, total):
@@ -50,10 +52,7 @@ def run(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        out = segment_prediction(args.pred, args.out, method=args.method, channel=args.channel,
-                                 threshold=args.threshold, min_size=args.min_size, block_shape=args.block,
-                                 overwrite=args.overwrite, progress=progress, per_section=args.per_section,
-                                 merge_threshold=args.merge_threshold)
+        out = segment_prediction(args.pred, args.out, options, progress=progress)
     finally:
         if bar is not None:
             bar.close()

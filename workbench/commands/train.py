@@ -39,7 +39,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--semi", choices=("none", "mean-teacher"), default="none",
                         help="learn from the unlabelled voxels of sparse labels too: mean-teacher pseudo-labels "
                              "(default none)")
-    parser.add_argument("--resume", action="store_true", help="continue from RUN_DIR/checkpoint.pt")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", action="store_true",
+                        help="continue from RUN_DIR/checkpoint.pt (an error when there is none yet)")
+    resume.add_argument("--resume-or-start", action="store_true",
+                        help="continue from RUN_DIR/checkpoint.pt when it exists, else start a new run (says which)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -102,7 +106,11 @@ def run(args: argparse.Namespace) -> int:
         bn_recalibration=not args.no_bn_recalibration,
     )
     t0 = time.perf_counter()
-    trainer = Trainer(config, raw, labels, args.out, resume=args.resume)  # bad input fails here, before the bar
+    resume = True if args.resume else ("if-present" if args.resume_or_start else False)
+    trainer = Trainer(config, raw, labels, args.out, resume=resume)  # bad input fails here, before the bar
+    if args.resume_or_start:
+        print(f"resuming from iteration {trainer.start_iteration}" if trainer.resume_state is not None
+              else f"no checkpoint in {args.out} yet: starting a new run", file=sys.stderr)
     total = trainer.strategy.total(config)
     bar = tqdm(total=total, initial=trainer.start_iteration, desc=f"train {args.arch}", unit="it",
                disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)

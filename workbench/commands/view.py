@@ -61,7 +61,8 @@ def build_viewer(args: argparse.Namespace):
     """Open every source and build the viewer (port fallback included); returns ``(viewer, messages)``."""
     from workbench.errors import WorkbenchError
     from workbench.io import open_labels, open_volume
-    from workbench.viewer.live import WorkbenchViewer, port_is_free
+    from workbench.ports import port_is_free
+    from workbench.viewer.live import WorkbenchViewer
 
     raw = open_volume(args.src, voxel_size=args.voxel_size)
     labels = open_labels(args.labels, like=raw) if args.labels else None

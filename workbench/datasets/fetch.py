@@ -25,6 +25,7 @@ from workbench.datasets.registry import DatasetInfo, Layout, RemoteFile, get_dat
 from workbench.datasets.sources import open_label_source, open_source
 from workbench.errors import WorkbenchError
 from workbench.io.volume import Volume
+from workbench.progress import Progress
 
 #: Root attribute of a fetched OME-Zarr holding the catalog metadata.
 METADATA_KEY = "workbench_dataset"
@@ -72,19 +73,15 @@ def _check_file(path: Path, rf: RemoteFile, report: Report) -> None:
         raise WorkbenchError(f"checksum mismatch: sha256 {seen}, the catalog expects {rf.sha256}", path)
 
 
-class _CallbackBar:
-    """The tqdm-like object pooch wants (``total``, ``update``, ``reset``, ``close``), calling
-    ``callback(done, total)`` in bytes."""
-
-    def __init__(self, callback: Callable[[int, int | None], None]):
-        self.callback, self.total, self.n = callback, None, 0
+class _PoochBar(Progress):
+    """The one progress adapter with the tqdm-like face pooch wants (``total``, ``update``, ``reset``,
+    ``close``): reports ``callback(done, total)`` in bytes."""
 
     def update(self, n: int) -> None:
-        self.n += n
-        self.callback(self.n, self.total)
+        self.advance(n)
 
     def reset(self) -> None:
-        self.n = 0
+        self.done = self.initial = 0
 
     def close(self) -> None:
         pass
@@ -95,7 +92,7 @@ def _progressbar(progress):
     if progress is not None and all(hasattr(progress, a) for a in ("update", "reset", "close")):
         return progress
     if callable(progress):
-        return _CallbackBar(progress)
+        return _PoochBar(progress)
     return False
 
 
@@ -253,7 +250,7 @@ def _write_metadata(store: Path, info: DatasetInfo, layout: Layout) -> None:
         "layout": layout.name,
         "labels": {
             label.name: {
-                "kind": label.kind,
+                "kind": str(label.kind),
                 "classes": {str(k): v for k, v in label.classes.items()},
                 "note": label.note,
             }
@@ -272,7 +269,7 @@ def convert(
     Raises:
         WorkbenchError: a file is missing or unreadable, or a label volume's shape differs from raw.
     """
-    from workbench.io.omezarr import write_ome_zarr
+    from workbench.io.omezarr import WriteOptions, write_ome_zarr
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
@@ -285,10 +282,10 @@ def convert(
                 raise WorkbenchError(
                     f"labels {vol.name!r} have shape {vol.shape}, raw has {raw.shape}", vol.source
                 )
-        write_ome_zarr(raw, tmp, name="raw", voxel_size=info.voxel_size, progress=progress)
+        write_ome_zarr(raw, tmp, WriteOptions(name="raw", voxel_size=info.voxel_size), progress=progress)
         for vol in labels:
             write_ome_zarr(
-                vol, tmp, name=vol.name, voxel_size=info.voxel_size, labels=True, progress=progress
+                vol, tmp, WriteOptions(name=vol.name, voxel_size=info.voxel_size, labels=True), progress=progress
             )
         _write_metadata(tmp, info, layout)
         if target.exists():

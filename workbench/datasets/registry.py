@@ -1,24 +1,37 @@
 """What a catalog entry says about a public EM dataset, and the registry that holds the entries.
 
-An entry is built by a function decorated with :func:`register_dataset`; :func:`list_datasets` and
-:func:`get_dataset` read the registry. Entries are plain data: where the files come from
-(:class:`RemoteFile`), which of them hold raw and labels and how to read them (:class:`Source`,
-:class:`LabelSource`), grouped into alternative :class:`Layout` s (for example the official TIFF files
-in a local mirror, or an HDF5 file to download).
+Entries are plain data: where the files come from (:class:`RemoteFile`), which of them hold raw and labels
+and how to read them (:class:`Source`, :class:`LabelSource`), grouped into alternative :class:`Layout` s
+(for example the official TIFF files in a local mirror, or an HDF5 file to download). The built-in entries
+are dicts in :mod:`workbench.datasets.catalog`, validated into :class:`DatasetInfo` by
+:func:`dataset_from_dict` when the registry is first read; more are added with :func:`register_dataset`.
+:func:`list_datasets` and :func:`get_dataset` read the registry.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
+from workbench.choices import Choice
 from workbench.errors import WorkbenchError
+from workbench.registry import Registry
 
-LabelKind = Literal["instances", "semantic", "original"]
+
+class LabelKind(Choice):
+    """What the values of a label volume mean: ``instances`` (0 = background, other ids = objects),
+    ``semantic`` (0 = unlabelled, 1..K = classes) or ``original`` (the file's values, explained in a note)."""
+
+    INSTANCES = "instances"
+    SEMANTIC = "semantic"
+    ORIGINAL = "original"
+
+    @classmethod
+    def label(cls) -> str:
+        return "label kind"
 
 
 @dataclass(frozen=True)
@@ -76,9 +89,9 @@ class LabelSource:
     Attributes:
         name: the label image name (``instances``, ``semantic``, ``membranes`` ...).
         source: where the values are read from.
-        kind: ``"instances"`` (0 = background, other ids = objects), ``"semantic"``
-            (0 = unlabelled, 1..K = ``classes``) or ``"original"`` (the file's values kept as they are,
-            explained in ``note``).
+        kind: a :class:`LabelKind` (or its name): ``"instances"`` (0 = background, other ids = objects),
+            ``"semantic"`` (0 = unlabelled, 1..K = ``classes``) or ``"original"`` (the file's values kept
+            as they are, explained in ``note``).
         classes: for semantic labels, class id -> class name.
         transform: maps a block of source values to stored values (e.g. :func:`value_map`); None keeps them.
         note: how the stored values relate to the file (for learners).
@@ -86,10 +99,13 @@ class LabelSource:
 
     name: str
     source: Source
-    kind: LabelKind = "instances"
+    kind: LabelKind = LabelKind.INSTANCES
     classes: dict[int, str] = field(default_factory=dict)
     transform: Callable[[np.ndarray], np.ndarray] | None = None
     note: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", LabelKind.parse(self.kind))
 
 
 @dataclass(frozen=True)
@@ -174,7 +190,15 @@ class DatasetInfo:
         return [[f.name for f in layout.files] for layout in self.layouts]
 
 
-_REGISTRY: dict[str, DatasetInfo] = {}
+def _load_catalog() -> Iterator[tuple[str, DatasetInfo]]:
+    from workbench.datasets.catalog import ENTRIES  # plain data: imports nothing back
+
+    for entry in ENTRIES:
+        info = dataset_from_dict(entry)
+        yield info.name, info
+
+
+_REGISTRY: Registry[DatasetInfo] = Registry("dataset", loader=_load_catalog, normalize=lambda n: n.strip().lower())
 
 
 def register_dataset(name: str) -> Callable[[Callable[[], DatasetInfo]], Callable[[], DatasetInfo]]:
@@ -185,12 +209,10 @@ def register_dataset(name: str) -> Callable[[Callable[[], DatasetInfo]], Callabl
     """
 
     def decorator(build: Callable[[], DatasetInfo]) -> Callable[[], DatasetInfo]:
-        if name in _REGISTRY:
-            raise ValueError(f"dataset {name!r} is registered twice")
         info = build()
         if info.name != name:
             raise ValueError(f"dataset registered as {name!r} calls itself {info.name!r}")
-        _REGISTRY[name] = info
+        _REGISTRY.register(name, info)
         return build
 
     return decorator
@@ -198,17 +220,12 @@ def register_dataset(name: str) -> Callable[[Callable[[], DatasetInfo]], Callabl
 
 def unregister_dataset(name: str) -> None:
     """Remove an entry (used by tests that register temporary entries)."""
-    _REGISTRY.pop(name, None)
-
-
-def _load_catalog() -> None:
-    from workbench.datasets import catalog  # noqa: F401  (registers the built-in entries)
+    _REGISTRY.unregister(name)
 
 
 def list_datasets() -> list[DatasetInfo]:
     """Every registered dataset, sorted by name."""
-    _load_catalog()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    return sorted(_REGISTRY.list(), key=lambda info: info.name)
 
 
 def get_dataset(name: str) -> DatasetInfo:
@@ -217,16 +234,60 @@ def get_dataset(name: str) -> DatasetInfo:
     Raises:
         WorkbenchError: no such dataset; the message lists the valid names and the closest match.
     """
-    _load_catalog()
-    key = str(name).strip().lower()
-    if key in _REGISTRY:
-        return _REGISTRY[key]
-    valid = sorted(_REGISTRY)
-    close = [v for v in valid if key and v.startswith(key)] or difflib.get_close_matches(
-        key, valid, n=1, cutoff=0.5
-    )
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise WorkbenchError(f"unknown dataset {name!r}{hint} Valid names: {', '.join(valid)}")
+    return _REGISTRY.get(name)
+
+
+# ------------------------------------------------------------------------ catalog dicts -> DatasetInfo
+def _source(d: dict) -> Source:
+    d = dict(d)
+    d["paths"] = tuple(d["paths"])
+    if d.get("z_range") is not None:
+        d["z_range"] = tuple(int(v) for v in d["z_range"])
+    return Source(**d)
+
+
+def _transform(spec: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    if spec is None or callable(spec):
+        return spec
+    spec = dict(spec)
+    mapping = {int(k): int(v) for k, v in spec.pop("value_map").items()}
+    return value_map(mapping, **spec)
+
+
+def _label(d: dict) -> LabelSource:
+    d = dict(d)
+    d["source"] = _source(d["source"])
+    d["classes"] = {int(k): str(v) for k, v in (d.get("classes") or {}).items()}
+    d["transform"] = _transform(d.get("transform"))
+    return LabelSource(**d)
+
+
+def _layout(d: dict) -> Layout:
+    d = dict(d)
+    d["files"] = tuple(RemoteFile(**f) for f in d["files"])
+    d["raw"] = _source(d["raw"])
+    d["labels"] = tuple(_label(label) for label in d.get("labels", ()))
+    return Layout(**d)
+
+
+def dataset_from_dict(entry: dict) -> DatasetInfo:
+    """Validate a plain-data catalog entry (see :mod:`workbench.datasets.catalog`) into a :class:`DatasetInfo`.
+
+    Raises:
+        ValueError: a missing, unknown or malformed field (a programming error in the catalog).
+    """
+    name = entry.get("name", "?")
+    try:
+        d = dict(entry)
+        d["voxel_size"] = tuple(float(v) for v in d["voxel_size"])
+        d["shape"] = tuple(int(v) for v in d["shape"])
+        d["tasks"] = tuple(d.get("tasks", ()))
+        d["layouts"] = tuple(_layout(layout) for layout in d["layouts"])
+        if len(d["voxel_size"]) != 3 or len(d["shape"]) != 3:
+            raise ValueError("voxel_size and shape need three values (z, y, x)")
+        return DatasetInfo(**d)
+    except (KeyError, TypeError, ValueError, WorkbenchError) as err:
+        raise ValueError(f"catalog entry {name!r}: {type(err).__name__}: {err}") from err
 
 
 def value_map(mapping: dict[int, int], what: str = "labels") -> Callable[[np.ndarray], np.ndarray]:

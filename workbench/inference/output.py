@@ -15,15 +15,18 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.inference.options import StorageDtype
+from workbench.io.volume import Volume
 
 PARTIAL_SUFFIX = ".partial"
 MARKER_DIR = "_blocks_done"
-STORAGE_DTYPES = ("uint8", "float16")
+STORAGE_DTYPES = tuple(StorageDtype.values())
 
 
 def partial_path(out: str | Path) -> Path:
@@ -71,29 +74,35 @@ def ngff_attrs(name: str, voxel_size: Sequence[float], channel_names: Sequence[s
     }
 
 
-def create_store(
-    path: Path,
-    shape: Sequence[int],
-    chunks: Sequence[int],
-    dtype: str,
-    voxel_size: Sequence[float],
-    channel_names: Sequence[str],
-    info: dict,
-):
+@dataclass(frozen=True)
+class StoreLayout:
+    """What a prediction store holds: array ``shape`` (c, z, y, x), ``chunks``, ``dtype``, metadata."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: str
+    voxel_size: tuple[float, ...]
+    channel_names: list[str]
+    info: dict
+
+
+def create_store(path: Path, layout: StoreLayout):
     """Create an empty prediction group at ``path`` (NGFF metadata, array ``0``, marker folder)."""
     import zarr
 
+    dtype = str(layout.dtype)
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     root.create_array(
         "0",
-        shape=tuple(int(s) for s in shape),
-        chunks=tuple(int(c) for c in chunks),
+        shape=tuple(int(s) for s in layout.shape),
+        chunks=tuple(int(c) for c in layout.chunks),
         dtype=dtype,
         fill_value=0,
         chunk_key_encoding={"name": "v2", "separator": "/"},
     )
-    attrs = ngff_attrs(Path(str(path).removesuffix(PARTIAL_SUFFIX)).stem, voxel_size, channel_names, dtype)
-    attrs["workbench"] = dict(info, kind="prediction", complete=False, channel_names=list(channel_names),
+    names = list(layout.channel_names)
+    attrs = ngff_attrs(Path(str(path).removesuffix(PARTIAL_SUFFIX)).stem, layout.voxel_size, names, dtype)
+    attrs["workbench"] = dict(layout.info, kind="prediction", complete=False, channel_names=names,
                               storage_dtype=dtype)
     root.attrs.update(attrs)
     (path / MARKER_DIR).mkdir(exist_ok=True)
@@ -202,8 +211,6 @@ def open_prediction(path: str | Path, channel: int | None = None, allow_incomple
     """
     import zarr
 
-    from workbench.io.volume import Volume
-
     path = Path(path)
     if not path.exists():
         if partial_path(path).exists():
@@ -223,3 +230,17 @@ def open_prediction(path: str | Path, channel: int | None = None, allow_incomple
     name = names[channel] if channel < len(names) else f"channel {channel}"
     return Volume(_ChannelArray(arr, channel), tuple(scale[1:]), name=name, source=f"{path}[{channel}]",
                   attrs={"workbench": info})
+
+
+def prediction_class_map(path: str | Path):
+    """The most likely class id (channel + 1, uint8) of a stored prediction, as a lazy dask array (z, y, x).
+
+    Raises:
+        WorkbenchError: no finished prediction at ``path``.
+    """
+    import dask.array as da
+
+    from workbench.classes import class_map
+
+    arr = open_prediction(path)
+    return class_map(da.from_array(arr, chunks=(arr.shape[0], *arr.chunks[1:])))

@@ -1,4 +1,4 @@
-"""Predict one region with a :class:`~workbench.inference.Predictor`: tiles, cross-fade blending, TTA.
+"""Predict one region with a :class:`~workbench.models.predictor.Predictor`: tiles, cross-fade blending, TTA.
 
 How blocks, halos and blending fit together
 -------------------------------------------
@@ -25,27 +25,30 @@ from collections.abc import Sequence
 import numpy as np
 
 from workbench.geometry import Box, aligned_tiles
+from workbench.models.predictor import Predictor, as_predictor
 
 #: Yx rotations/flips of test-time augmentation: (number of 90° rotations, flip x).
 TTA_TRANSFORMS: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
 
 
-def effective_halo(predictor) -> tuple[int, int, int]:
+def effective_halo(predictor: Predictor) -> tuple[int, int, int]:
     """The predictor's halo (z, y, x); z is 0 for 2D predictors (applied slice by slice)."""
-    halo = tuple(int(h) for h in getattr(predictor, "halo", (0, 0, 0)))
+    predictor = as_predictor(predictor)
+    halo = tuple(int(h) for h in predictor.halo)
     if len(halo) == 2:
         halo = (0, *halo)
-    if int(getattr(predictor, "spatial_dims", 3)) == 2:
+    if int(predictor.spatial_dims) == 2:
         halo = (0, halo[1], halo[2])
     return halo  # type: ignore[return-value]
 
 
-def effective_divisor(predictor) -> tuple[int, int, int]:
-    """The predictor's down-sampling factor (z, y, x) (``divisor``; 1 when it has none; z 1 for 2D predictors)."""
-    div = tuple(max(1, int(d)) for d in getattr(predictor, "divisor", (1, 1, 1)))
+def effective_divisor(predictor: Predictor) -> tuple[int, int, int]:
+    """The predictor's down-sampling factor (z, y, x) (``divisor``; z 1 for 2D predictors)."""
+    predictor = as_predictor(predictor)
+    div = tuple(max(1, int(d)) for d in predictor.divisor)
     if len(div) == 2:
         div = (1, *div)
-    if int(getattr(predictor, "spatial_dims", 3)) == 2:
+    if int(predictor.spatial_dims) == 2:
         div = (1, div[1], div[2])
     return div  # type: ignore[return-value]
 
@@ -97,10 +100,10 @@ def _view_term(y: np.ndarray, activation: str | None) -> np.ndarray:
     return y
 
 
-def _predict_tta(predictor, block: np.ndarray, tta: bool) -> np.ndarray:
+def _predict_tta(predictor: Predictor, block: np.ndarray, tta: bool) -> np.ndarray:
     if not tta:
         return np.asarray(predictor.predict(block), dtype=np.float32)
-    activation = getattr(predictor, "activation", None)
+    activation = predictor.activation
     acc = None
     for k, flip in TTA_TRANSFORMS:
         x = np.rot90(block, k, axes=(1, 2))
@@ -115,7 +118,7 @@ def _predict_tta(predictor, block: np.ndarray, tta: bool) -> np.ndarray:
 
 
 def predict_region(
-    predictor,
+    predictor: Predictor,
     data: np.ndarray,
     tile_shape: Sequence[int] | None = None,
     tta: bool = False,
@@ -123,7 +126,7 @@ def predict_region(
     """Predict a whole in-memory region, tiled and blended when larger than ``tile_shape``.
 
     Args:
-        predictor: a Predictor (``predict(block) -> (C, z, y, x) float32``, ``halo``, ``spatial_dims``).
+        predictor: a :class:`~workbench.models.predictor.Predictor` (or a minimal one, see ``as_predictor``).
         data: raw region (z, y, x).
         tile_shape: the largest block given to the predictor at once (default: the whole region).
             For 2D predictors the z extent is the number of slices batched per call.
@@ -132,6 +135,7 @@ def predict_region(
     Returns:
         float32 array (out_channels, z, y, x).
     """
+    predictor = as_predictor(predictor)
     shape = tuple(int(s) for s in data.shape)
     halo = effective_halo(predictor)
     tile = shape if tile_shape is None else tuple(min(int(t), s) for t, s in zip(tile_shape, shape))

@@ -5,7 +5,13 @@ stacks, folders of TIFF/PNG slices, PNG/JPEG images, HDF5, zarr v2/v3 and OME-Za
 ``write_ome_zarr`` / ``create_ome_zarr_image`` write NGFF images and labels with a pyramid.
 """
 
-from workbench.io.omezarr import OmeZarrImage, create_ome_zarr_image, finalize_pyramid, write_ome_zarr
+from workbench.io.omezarr import (
+    OmeZarrImage,
+    WriteOptions,
+    create_ome_zarr_image,
+    finalize_pyramid,
+    write_ome_zarr,
+)
 from workbench.io.sources import SUPPORTED, open_labels, open_volume
 from workbench.io.volume import Volume
 
@@ -13,6 +19,7 @@ __all__ = [
     "SUPPORTED",
     "OmeZarrImage",
     "Volume",
+    "WriteOptions",
     "create_ome_zarr_image",
     "finalize_pyramid",
     "open_labels",

@@ -22,13 +22,13 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from workbench.blocks import run_threaded
 from workbench.errors import WorkbenchError
 from workbench.io.downsample import (
     Level,
@@ -38,6 +38,7 @@ from workbench.io.downsample import (
     plan_pyramid,
 )
 from workbench.io.volume import Volume
+from workbench.progress import Progress, as_progress
 
 NGFF_VERSION = "0.4"
 DEFAULT_CHUNKS = (16, 256, 256)
@@ -46,29 +47,51 @@ IN_FLIGHT = 2
 WORKERS = 2
 
 
-class _Progress:
-    """Adapts ``progress`` (None, a tqdm-like object with ``update(n)``, or ``callable(done, total)``)."""
+def _triple(value, what: str, cast) -> tuple | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(cast(v) for v in value)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 3 or min(out) <= 0:
+        raise WorkbenchError(f"{what} must be three positive sizes (z, y, x), got {value}")
+    return out
 
-    def __init__(self, progress: Any, total: int):
-        self.progress, self.total, self.done = progress, int(total), 0
-        if progress is not None and hasattr(progress, "update") and hasattr(progress, "total"):
-            try:
-                if not progress.total:
-                    progress.total = self.total
-                    if hasattr(progress, "refresh"):
-                        progress.refresh()
-            except AttributeError:
-                pass
 
-    def __call__(self, n: int) -> None:
-        self.done += int(n)
-        p = self.progress
-        if p is None:
-            return
-        if hasattr(p, "update"):
-            p.update(int(n))
-        else:
-            p(self.done, self.total)
+@dataclass(frozen=True)
+class WriteOptions:
+    """How an OME-Zarr image is laid out and written (:func:`write_ome_zarr`, :func:`create_ome_zarr_image`).
+
+    Attributes:
+        name: the multiscale's name (labels: the label image's name too); None: ``"raw"`` for
+            :func:`write_ome_zarr`, the group's folder name for :func:`create_ome_zarr_image`.
+        voxel_size: (z, y, x) nm of level 0; None: the Volume's (or 1 nm).
+        chunks: (z, y, x), default :data:`DEFAULT_CHUNKS` (clipped to the shape).
+        levels: number of pyramid levels (None: until y, x fit 256 voxels).
+        labels: write an NGFF label image (mode downsampling, ``image-label`` metadata).
+        overwrite: replace an existing output; otherwise it is refused.
+
+    Raises:
+        WorkbenchError: voxel size or chunks not three positive numbers, levels below 1.
+    """
+
+    name: str | None = None
+    voxel_size: tuple[float, float, float] | None = None
+    chunks: tuple[int, int, int] | None = None
+    levels: int | None = None
+    labels: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "voxel_size", _triple(self.voxel_size, "voxel size", float))
+        object.__setattr__(self, "chunks", _triple(self.chunks, "chunks", int))
+        if self.levels is not None:
+            if int(self.levels) < 1:
+                raise WorkbenchError(f"levels must be at least 1, got {self.levels}")
+            object.__setattr__(self, "levels", int(self.levels))
+        object.__setattr__(self, "labels", bool(self.labels))
+        object.__setattr__(self, "overwrite", bool(self.overwrite))
 
 
 #: Blosc-lz4 for images: EM images barely compress (zstd saves ~8%) and lz4 costs ~40% less CPU than
@@ -246,27 +269,43 @@ class OmeZarrImage:
             self.finalize()
 
 
-def create_ome_zarr_image(
-    group_path: str | Path,
-    shape,
-    dtype,
-    voxel_size=(1.0, 1.0, 1.0),
-    chunks=None,
-    levels: int | None = None,
-    labels: bool = False,
-    name: str | None = None,
-    overwrite: bool = False,
-) -> OmeZarrImage:
+def _check_image(path: Path, shape, dtype, o: WriteOptions) -> tuple[tuple, np.dtype, tuple, tuple]:
+    """Checked ``(shape, dtype, voxel_size, chunks)`` of a new image at ``path``."""
+    shape = tuple(int(s) for s in shape)
+    dtype = np.dtype(dtype)
+    if len(shape) != 3 or min(shape) < 1:
+        raise WorkbenchError(f"cannot write an image of shape {shape}: expected three positive sizes (z, y, x)", path)
+    if o.labels and dtype.kind not in "ub":
+        raise WorkbenchError(f"labels must be an unsigned integer type, got {dtype}", path)
+    if dtype.kind == "b":
+        dtype = np.dtype(np.uint8)
+    if path.exists() and not o.overwrite:
+        raise WorkbenchError("output already exists; use --overwrite (overwrite=True) to replace it", path)
+    vs = tuple(float(v) for v in (o.voxel_size or (1.0, 1.0, 1.0)))
+    chunks = tuple(min(int(c), n) for c, n in zip(o.chunks or DEFAULT_CHUNKS, shape))
+    if len(chunks) != 3 or min(chunks) < 1:
+        raise WorkbenchError(f"chunks must be three positive sizes (z, y, x), got {chunks}", path)
+    return shape, dtype, vs, chunks
+
+
+def _temporary_root(path: Path) -> tuple[Path, Path, Path]:
+    """``(commit_from, commit_to, tmp_path)``: the topmost missing folder of ``path`` is written under a
+    temporary name (``commit_from``) and renamed to ``commit_to`` when done; ``tmp_path`` is ``path`` in it."""
+    commit_to = path
+    while not commit_to.parent.exists():
+        commit_to = commit_to.parent
+    commit_from = commit_to.with_name(f".{commit_to.name}.partial-{uuid.uuid4().hex[:8]}")
+    return commit_from, commit_to, commit_from / path.relative_to(commit_to)
+
+
+def create_ome_zarr_image(group_path: str | Path, shape, dtype, options: WriteOptions | None = None) -> OmeZarrImage:
     """Create an OME-Zarr image group with its (empty) pyramid arrays, under a temporary name.
 
     Args:
         group_path: the image group to create (for labels: ``<image>/labels/<name>``).
         shape: (z, y, x) of level 0. dtype: the array type (labels: an integer type).
-        voxel_size: (z, y, x) nm of level 0. chunks: (z, y, x), default :data:`DEFAULT_CHUNKS`.
-        levels: number of pyramid levels (None: until y, x fit 256 voxels).
-        labels: write an NGFF label image (mode downsampling, ``image-label`` metadata).
-        name: the multiscale's name (default: the group's folder name).
-        overwrite: replace an existing group when finalizing; otherwise it is refused now.
+        options: :class:`WriteOptions` (voxel size, default 1 nm; chunks; levels; labels; name, default the
+            group's folder name; overwrite: replace an existing group when finalizing, else refused now).
 
     Returns:
         An :class:`OmeZarrImage`: write level 0 through ``level0`` / ``write_block``, then ``finalize()``
@@ -275,28 +314,11 @@ def create_ome_zarr_image(
     Raises:
         WorkbenchError: destination exists (without ``overwrite``), bad shape, non-integer labels.
     """
+    o = options or WriteOptions()
     path = Path(group_path).expanduser().absolute()
-    shape = tuple(int(s) for s in shape)
-    dtype = np.dtype(dtype)
-    if len(shape) != 3 or min(shape) < 1:
-        raise WorkbenchError(f"cannot write an image of shape {shape}: expected three positive sizes (z, y, x)", path)
-    if labels and dtype.kind not in "ub":
-        raise WorkbenchError(f"labels must be an unsigned integer type, got {dtype}", path)
-    if dtype.kind == "b":
-        dtype = np.dtype(np.uint8)
-    if path.exists() and not overwrite:
-        raise WorkbenchError("output already exists; use --overwrite (overwrite=True) to replace it", path)
-    vs = tuple(float(v) for v in voxel_size)
-    chunks = tuple(min(int(c), n) for c, n in zip(chunks or DEFAULT_CHUNKS, shape))
-    if len(chunks) != 3 or min(chunks) < 1:
-        raise WorkbenchError(f"chunks must be three positive sizes (z, y, x), got {chunks}", path)
-    # the topmost missing folder is written under a temporary name and renamed when done
-    commit_to = path
-    while not commit_to.parent.exists():
-        commit_to = commit_to.parent
-    commit_from = commit_to.with_name(f".{commit_to.name}.partial-{uuid.uuid4().hex[:8]}")
-    tmp_path = commit_from / path.relative_to(commit_to)
-    plan = plan_pyramid(shape, vs, levels)
+    shape, dtype, vs, chunks = _check_image(path, shape, dtype, o)
+    commit_from, commit_to, tmp_path = _temporary_root(path)
+    plan = plan_pyramid(shape, vs, o.levels)
     try:
         # the folders between the new root and the image are plain groups ("labels" gets its list at finalize)
         cur = commit_from
@@ -306,39 +328,28 @@ def create_ome_zarr_image(
             _ensure_group(cur)
         arrays = [
             LevelArray(tmp_path / str(i), lev.shape, tuple(min(c, n) for c, n in zip(chunks, lev.shape)), dtype,
-                       create=True, compressor=LABEL_COMPRESSOR if labels else COMPRESSOR)
+                       create=True, compressor=LABEL_COMPRESSOR if o.labels else COMPRESSOR)
             for i, lev in enumerate(plan)
         ]
     except BaseException:
         shutil.rmtree(commit_from, ignore_errors=True)
         raise
     return OmeZarrImage(path, tmp_path, commit_from, commit_to, arrays, plan, vs,
-                        name or path.name.removesuffix(".zarr"), labels, overwrite)
+                        o.name or path.name.removesuffix(".zarr"), o.labels, o.overwrite)
 
 
-def _run_blocks(tasks, fn, progress: _Progress, should_stop, src: Any) -> None:
-    """Run ``fn(region)`` over ``tasks`` on a small thread pool with at most :data:`IN_FLIGHT` pending."""
-    pending: set[Future] = set()
-    with ThreadPoolExecutor(WORKERS) as pool:
-        try:
-            for region in tasks:
-                if should_stop is not None and should_stop():
-                    raise WorkbenchError("stopped before completion", src)
-                while len(pending) >= IN_FLIGHT:
-                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for f in finished:
-                        progress(f.result())
-                pending.add(pool.submit(fn, region))
-            for f in pending:
-                progress(f.result())
-            pending = set()
-        finally:
-            for f in pending:
-                f.cancel()
+def _run_blocks(tasks, fn, progress: Progress, should_stop, src: Any) -> None:
+    """Run ``fn(region)`` over ``tasks`` on :data:`WORKERS` threads with at most :data:`IN_FLIGHT` pending.
+
+    Raises:
+        WorkbenchError: ``should_stop`` returned True (the blocks in flight finish first).
+    """
+    if not run_threaded(fn, tasks, workers=WORKERS, in_flight=IN_FLIGHT, on_done=progress.advance, should_stop=should_stop):
+        raise WorkbenchError("stopped before completion", src)
 
 
 def finalize_pyramid(image: OmeZarrImage, progress: Any = None, should_stop: Callable[[], bool] | None = None,
-                     _progress: _Progress | None = None) -> Path:
+                     _progress: Progress | None = None) -> Path:
     """Fill the lower pyramid levels from level 0 (mean for images, mode for labels), block by block,
     write the NGFF metadata and rename the image into place (replacing the old one when ``overwrite``).
 
@@ -347,7 +358,7 @@ def finalize_pyramid(image: OmeZarrImage, progress: Any = None, should_stop: Cal
     """
     if image.done:
         raise WorkbenchError("image was already finalized or aborted", image.path)
-    prog = _progress or _Progress(progress, image.pyramid_bytes())
+    prog = _progress or as_progress(progress, total=image.pyramid_bytes())
     reduce = downsample_mode if image.labels else downsample_mean
     try:
         for i in range(max(1, image.filled_levels), len(image.levels)):
@@ -404,16 +415,68 @@ def _commit(image: OmeZarrImage) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _source_volume(image: Volume | Any, out: Path, o: WriteOptions) -> tuple[Volume, Path]:
+    """The volume to write (labels checked by :func:`~workbench.io.open_labels`) and the target group."""
+    vol = image if isinstance(image, Volume) else _as_volume(image, o.voxel_size)
+    if o.voxel_size is not None:
+        vol = vol.with_voxel_size(o.voxel_size)
+    if vol.size == 0:
+        raise WorkbenchError(f"volume is empty (shape {vol.shape})", vol.source or None)
+    if not o.labels:
+        return vol, out
+    from workbench.io.sources import open_labels
+
+    like = None
+    if out.exists() and ((out / ".zattrs").exists() or (out / "zarr.json").exists()):
+        from workbench.io.zarr_reader import multiscales_of
+
+        if multiscales_of(_read_attrs(out)):
+            from workbench.io.sources import open_volume
+
+            like = open_volume(out)
+    return open_labels(vol, like=like), out / "labels" / (o.name or "raw")
+
+
+def _cascade_depth(img: OmeZarrImage, item: int) -> int:
+    """The last pyramid level whose chunks line up with a level-0 block of at most :data:`BLOCK_BYTES`."""
+    cascade = 0
+    for i, lev in enumerate(img.levels):
+        unit = [min(c * f, n) for c, f, n in zip(img.chunks, lev.factor, img.shape)]
+        if int(np.prod(unit)) * item <= BLOCK_BYTES:
+            cascade = i
+    return cascade
+
+
+def _copy_level0(vol: Volume, img: OmeZarrImage, prog: Progress, should_stop, src: Any) -> None:
+    """Copy ``vol`` into level 0 block by block, reducing each block into the levels that line up with it
+    while it is in memory (saves reading level 0 back); coarser levels are left to :func:`finalize_pyramid`."""
+    reduce = downsample_mode if img.labels else downsample_mean
+    item = vol.dtype.itemsize
+    cascade = _cascade_depth(img, item)
+    unit = tuple(min(c * f, n) for c, f, n in zip(img.chunks, img.levels[cascade].factor, vol.shape))
+
+    def copy(region):
+        block = vol[region]
+        img.arrays[0][region] = block
+        written = block.nbytes
+        for lev_i in range(1, cascade + 1):
+            lev = img.levels[lev_i]
+            block = reduce(block, lev.step)
+            sub = tuple(slice(r.start // f, min(n, -(-r.stop // f))) for r, f, n in zip(region, lev.factor, lev.shape))
+            img.arrays[lev_i][sub] = block
+            written += block.nbytes
+        return written
+
+    _run_blocks(chunk_aligned_blocks(vol.shape, unit, item, BLOCK_BYTES), copy, prog, should_stop, src)
+    img.filled_levels = cascade + 1
+
+
 def write_ome_zarr(
     image: Volume | Any,
     out: str | Path,
-    name: str = "raw",
-    voxel_size=None,
-    chunks=None,
-    levels: int | None = None,
-    labels: bool = False,
+    options: WriteOptions | None = None,
+    *,
     progress: Any = None,
-    overwrite: bool = False,
     should_stop: Callable[[], bool] | None = None,
 ) -> Path:
     """Write a volume (or any z, y, x array) to OME-Zarr with a pyramid, in bounded memory.
@@ -422,12 +485,11 @@ def write_ome_zarr(
         image: a :class:`Volume` (read lazily, block by block) or a 3D array-like (numpy, zarr, dask, ...).
         out: the OME-Zarr image folder (``x.zarr``). With ``labels=True`` the labels go to
             ``out/labels/<name>`` (``out`` may already hold the image; the shapes must then match).
-        name: the multiscale's name (labels: the label image's name too).
-        voxel_size: (z, y, x) nm; default: the Volume's (or 1 nm).
-        chunks, levels: see :func:`create_ome_zarr_image`.
+        options: :class:`WriteOptions`: ``name`` (default ``"raw"``; labels: the label image's name too),
+            ``voxel_size`` (default: the Volume's, or 1 nm), ``chunks``, ``levels``, ``labels`` and
+            ``overwrite`` (an image folder is replaced whole, labels included; with ``labels=True`` only
+            ``labels/<name>``).
         progress: tqdm-like object (``update(n)`` in bytes; its ``total`` is set when unset) or ``callable(done, total)``.
-        overwrite: replace an existing output (an image folder is replaced whole, labels included; with
-            ``labels=True`` only ``labels/<name>``).
         should_stop: polled between blocks; True aborts (nothing is left behind).
 
     Returns:
@@ -437,56 +499,16 @@ def write_ome_zarr(
         WorkbenchError: bad input (see :func:`~workbench.io.open_labels` for labels), existing output,
             NaN/inf in float images (found while copying; the partial output is removed).
     """
+    from dataclasses import replace
+
+    o = options or WriteOptions()
     out = Path(out).expanduser().absolute()
-    vol = image if isinstance(image, Volume) else _as_volume(image, voxel_size)
-    if voxel_size is not None:
-        vol = vol.with_voxel_size(voxel_size)
-    if vol.size == 0:
-        raise WorkbenchError(f"volume is empty (shape {vol.shape})", vol.source or None)
-    if labels:
-        from workbench.io.sources import open_labels
-
-        like = None
-        if out.exists() and ((out / ".zattrs").exists() or (out / "zarr.json").exists()):
-            from workbench.io.zarr_reader import multiscales_of
-
-            if multiscales_of(_read_attrs(out)):
-                from workbench.io.sources import open_volume
-
-                like = open_volume(out)
-        vol = open_labels(vol, like=like)
-        target = out / "labels" / name
-    else:
-        target = out
-    img = create_ome_zarr_image(target, vol.shape, vol.dtype, vol.voxel_size, chunks, levels, labels, name, overwrite)
-    total = vol.nbytes + img.pyramid_bytes()
-    prog = _Progress(progress, total)
-    # Pyramid levels whose chunks line up with a level-0 block of at most BLOCK_BYTES are computed from
-    # that block while it is in memory (saves reading level 0 back); coarser ones come from finalize.
-    reduce = downsample_mode if labels else downsample_mean
-    item = vol.dtype.itemsize
-    cascade = 0
-    for i, lev in enumerate(img.levels):
-        unit = [min(c * f, n) for c, f, n in zip(img.chunks, lev.factor, vol.shape)]
-        if int(np.prod(unit)) * item <= BLOCK_BYTES:
-            cascade = i
-    unit = tuple(min(c * f, n) for c, f, n in zip(img.chunks, img.levels[cascade].factor, vol.shape))
+    vol, target = _source_volume(image, out, o)
+    img = create_ome_zarr_image(target, vol.shape, vol.dtype,
+                                replace(o, name=o.name or "raw", voxel_size=vol.voxel_size))
+    prog = as_progress(progress, total=vol.nbytes + img.pyramid_bytes())
     try:
-        def copy(region):
-            block = vol[region]
-            img.arrays[0][region] = block
-            written = block.nbytes
-            for lev_i in range(1, cascade + 1):
-                lev = img.levels[lev_i]
-                block = reduce(block, lev.step)
-                sub = tuple(slice(r.start // f, min(n, -(-r.stop // f))) for r, f, n in zip(region, lev.factor, lev.shape))
-                img.arrays[lev_i][sub] = block
-                written += block.nbytes
-            return written
-
-        blocks = chunk_aligned_blocks(vol.shape, unit, item, BLOCK_BYTES)
-        _run_blocks(blocks, copy, prog, should_stop, vol.source or out)
-        img.filled_levels = cascade + 1
+        _copy_level0(vol, img, prog, should_stop, vol.source or out)
         finalize_pyramid(img, should_stop=should_stop, _progress=prog)
     except BaseException:
         img.abort()

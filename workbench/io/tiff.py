@@ -206,3 +206,32 @@ def _page_chunks(shape, page) -> tuple[int, ...]:
     """Storage chunks of a series: one page per chunk along the non-plane axes."""
     plane = len(page.shape)
     return (1,) * (len(shape) - plane) + tuple(int(s) for s in shape[len(shape) - plane :])
+
+
+def write_tiff(image: Volume | Any, path: str | Path, voxel_size=None) -> Path:
+    """Write a (z, y, x) volume or array as an ImageJ TIFF stack with its voxel size (read back by :func:`open_tiff`).
+
+    uint8, uint16 and float32 make ImageJ stacks; other types a plain multipage TIFF (x, y resolution only). The file is written under a temporary name and renamed when complete (an existing file is replaced).
+    ``voxel_size``: (z, y, x) nm; default the Volume's (or 1 nm). Returns the path.
+    """
+    import tifffile
+
+    path = Path(path).expanduser()
+    if voxel_size is None:
+        voxel_size = image.voxel_size if isinstance(image, Volume) else (1.0, 1.0, 1.0)
+    data = image.read() if isinstance(image, Volume) else np.asarray(image)
+    if data.ndim != 3:
+        raise WorkbenchError(f"a TIFF stack needs a (z, y, x) volume, got shape {data.shape}", path)
+    vz, vy, vx = (float(v) / 1e3 for v in voxel_size)  # micrometres
+    tmp = path.with_name(path.name + ".partial")
+    if data.dtype in (np.uint8, np.uint16, np.float32):  # what ImageJ stacks hold
+        kwargs = {"imagej": True, "resolution": (1.0 / vx, 1.0 / vy),
+                  "metadata": {"axes": "ZYX", "spacing": vz, "unit": "um"}}
+    else:  # a plain TIFF: pixels per centimetre
+        kwargs = {"resolution": (1e4 / vx, 1e4 / vy), "resolutionunit": "CENTIMETER", "metadata": {"axes": "ZYX"}}
+    try:
+        tifffile.imwrite(tmp, data, **kwargs)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from workbench.models.registry import register_architecture
+from workbench.models.registry import ArchitectureSpec, ModelKind, register_architecture
 
 _DEFAULTS = {
     "sigmas": [0.7, 1.0, 1.6, 3.5, 5.0],
@@ -178,7 +178,7 @@ class ForestModel:
             self.trees.append(tree)
 
 
-@register_architecture(
+@register_architecture(ArchitectureSpec(
     "forest",
     title="Random forest on filter features (ilastik-style)",
     paper="Sommer, Straehle, Köthe, Hamprecht. ilastik: Interactive learning and segmentation toolkit. ISBI 2011; "
@@ -193,8 +193,8 @@ class ForestModel:
     receptive_field=_receptive_field,
     divisor=lambda o: (1, 1, 1),
     default_patch=(1, 256, 256),
-    kind="forest",
-)
+    kind=ModelKind.FOREST,
+))
 def build_forest(in_channels: int, out_channels: int, **options) -> ForestModel:
     """An untrained :class:`ForestModel`."""
     return ForestModel(in_channels, out_channels, **options)

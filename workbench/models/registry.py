@@ -1,21 +1,83 @@
-"""The architecture registry: ``@register_architecture("name", ...)`` and look-ups by name."""
+"""The architecture registry: ``@register_architecture(ArchitectureSpec(...))`` and look-ups by name.
+
+The entries live in a :class:`workbench.registry.Registry`; the built-in ones (``unet``, ``residual_unet``,
+``forest``) register when their modules are imported, which the registry does lazily on the first look-up.
+"""
 
 from __future__ import annotations
 
 import copy
-import difflib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from workbench.choices import Choice
 from workbench.errors import WorkbenchError
+from workbench.registry import Registry
 
-_REGISTRY: dict[str, ArchitectureInfo] = {}
+#: The built-in architectures' modules, imported (so registered) in this order on the first look-up.
+BUILTIN_MODULES = ("unet", "residual_unet", "forest")
+
+
+class ModelKind(Choice):
+    """What a model is: a ``torch.nn.Module`` or a feature-based random forest."""
+
+    TORCH = "torch"
+    FOREST = "forest"
+
+    @classmethod
+    def label(cls) -> str:
+        return "model kind"
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """What an architecture declares when it registers (:func:`register_architecture`).
+
+    Attributes:
+        name: registry key (``unet2d``).
+        title: a human title.
+        description: for learners: what it is, when it fits EM, 2D or 3D (whitespace is normalised).
+        paper: the reference.
+        dims: 2 (applied slice by slice) or 3 (on z, y, x blocks).
+        defaults: the builder's default options (copied, never shared).
+        receptive_field: ``fn(options) -> (z, y, x)`` voxels seen by one output voxel.
+        divisor: ``fn(options) -> (z, y, x)`` total down-sampling factor (inputs are padded to it).
+        default_patch: training patch shape (z, y, x) that suits the architecture.
+        kind: a :class:`ModelKind` (or its name).
+        default_batch: patches per training step with ``default_patch``.
+
+    Raises:
+        ValueError: ``dims`` is not 2 or 3 (a programming error).
+    """
+
+    name: str
+    title: str
+    description: str
+    paper: str
+    dims: int
+    defaults: dict
+    receptive_field: Callable[[dict], tuple[int, int, int]]
+    divisor: Callable[[dict], tuple[int, int, int]]
+    default_patch: tuple[int, int, int]
+    kind: ModelKind = ModelKind.TORCH
+    default_batch: int = 4
+
+    def __post_init__(self):
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {self.dims}")
+        object.__setattr__(self, "kind", ModelKind.parse(self.kind))
+        object.__setattr__(self, "description", " ".join(self.description.split()))
+        object.__setattr__(self, "default_patch", tuple(int(v) for v in self.default_patch))
+        object.__setattr__(self, "default_batch", int(self.default_batch))
+        object.__setattr__(self, "defaults", copy.deepcopy(self.defaults))
 
 
 @dataclass(frozen=True)
 class ArchitectureInfo:
-    """What a learner and the code need to know about one architecture.
+    """What a learner and the code need to know about one architecture (a registered
+    :class:`ArchitectureSpec` with its builder).
 
     Attributes:
         name: registry key (``unet2d``).
@@ -23,7 +85,10 @@ class ArchitectureInfo:
         description: for learners: what it is, when it fits EM, 2D or 3D.
         paper: the reference.
         dims: 2 (applied slice by slice) or 3 (on z, y, x blocks).
-        kind: ``"torch"`` (a ``torch.nn.Module``) or ``"forest"`` (a feature-based random forest).
+        kind: a :class:`ModelKind` value, ``torch`` (a ``torch.nn.Module``) or ``forest`` (a feature-based
+            random forest), checked by ``ModelKind.parse`` and held as the plain string (compare with
+            ``ModelKind.FOREST`` or ``"forest"``): it is written into training checkpoints, which
+            ``torch.load(weights_only=True)`` reads only when they hold plain values.
         builder: ``builder(in_channels, out_channels, **options)`` returning the model.
         receptive_field_fn: ``fn(options) -> (z, y, x)`` voxels seen by one output voxel.
         divisor_fn: ``fn(options) -> (z, y, x)`` total down-sampling factor (inputs are padded to it).
@@ -40,9 +105,25 @@ class ArchitectureInfo:
     receptive_field_fn: Callable[[dict], tuple[int, int, int]]
     divisor_fn: Callable[[dict], tuple[int, int, int]]
     default_patch: tuple[int, int, int]
-    kind: str = "torch"
+    kind: str = ModelKind.TORCH.value
     default_batch: int = 4
     _defaults: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", ModelKind.parse(self.kind).value)
+
+    @classmethod
+    def from_spec(cls, spec: ArchitectureSpec, builder: Callable[..., Any]) -> ArchitectureInfo:
+        """The entry of ``spec`` built by ``builder``."""
+        return cls(name=spec.name, title=spec.title, description=spec.description, paper=spec.paper,
+                   dims=spec.dims, builder=builder, receptive_field_fn=spec.receptive_field,
+                   divisor_fn=spec.divisor, default_patch=spec.default_patch, kind=spec.kind,
+                   default_batch=spec.default_batch, _defaults=copy.deepcopy(spec.defaults))
+
+    @property
+    def is_network(self) -> bool:
+        """True for a ``torch.nn.Module`` (it has parameters, FLOPs, a forward pass and can be exported)."""
+        return self.kind == ModelKind.TORCH
 
     @property
     def defaults(self) -> dict:
@@ -82,7 +163,7 @@ class ArchitectureInfo:
 
         A random forest has no parameters before it is trained: its count is 0.
         """
-        if self.kind != "torch":
+        if not self.is_network:
             return 0
         import torch
 
@@ -91,45 +172,24 @@ class ArchitectureInfo:
         return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
-def register_architecture(
-    name: str,
-    *,
-    title: str,
-    description: str,
-    paper: str,
-    dims: int,
-    defaults: dict,
-    receptive_field: Callable[[dict], tuple[int, int, int]],
-    divisor: Callable[[dict], tuple[int, int, int]],
-    default_patch: tuple[int, int, int],
-    kind: str = "torch",
-    default_batch: int = 4,
-):
-    """Decorator registering a model builder under ``name``.
+def _load_builtin() -> None:
+    # importing the modules registers the built-in architectures (in this order in the lists)
+    for module in BUILTIN_MODULES:
+        importlib.import_module(f"workbench.models.{module}")
+
+
+_REGISTRY: Registry[ArchitectureInfo] = Registry("architecture", loader=_load_builtin)
+
+
+def register_architecture(spec: ArchitectureSpec) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering a model builder ``builder(in_channels, out_channels, **options)`` as ``spec``.
 
     Raises:
-        ValueError: ``name`` is registered already (a programming error).
+        ValueError: ``spec.name`` is registered already (a programming error).
     """
-    if dims not in (2, 3):
-        raise ValueError(f"dims must be 2 or 3, got {dims}")
 
     def decorator(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"architecture {name!r} is already registered")
-        _REGISTRY[name] = ArchitectureInfo(
-            name=name,
-            title=title,
-            description=" ".join(description.split()),
-            paper=paper,
-            dims=dims,
-            builder=builder,
-            receptive_field_fn=receptive_field,
-            divisor_fn=divisor,
-            default_patch=tuple(default_patch),
-            kind=kind,
-            default_batch=int(default_batch),
-            _defaults=copy.deepcopy(defaults),
-        )
+        _REGISTRY.register(spec.name, ArchitectureInfo.from_spec(spec, builder))
         return builder
 
     return decorator
@@ -137,21 +197,12 @@ def register_architecture(
 
 def unregister_architecture(name: str) -> None:
     """Remove ``name`` from the registry (for tests and plug-ins)."""
-    _REGISTRY.pop(name, None)
-
-
-def _ensure_builtin() -> None:
-    # importing the modules registers the built-in architectures (in this order in the lists)
-    import importlib
-
-    for module in ("unet", "residual_unet", "forest"):
-        importlib.import_module(f"workbench.models.{module}")
+    _REGISTRY.unregister(name)
 
 
 def list_architectures() -> list[ArchitectureInfo]:
     """All registered architectures, in registration order."""
-    _ensure_builtin()
-    return list(_REGISTRY.values())
+    return _REGISTRY.list()
 
 
 def get_architecture(name: str) -> ArchitectureInfo:
@@ -160,14 +211,7 @@ def get_architecture(name: str) -> ArchitectureInfo:
     Raises:
         WorkbenchError: unknown name (lists the valid ones and the closest match).
     """
-    _ensure_builtin()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        valid = sorted(_REGISTRY)
-        close = difflib.get_close_matches(str(name), valid, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise WorkbenchError(f"unknown architecture {name!r}{hint}; valid: {', '.join(valid)}") from None
+    return _REGISTRY.get(name)
 
 
 def build_model(name: str, in_channels: int = 1, out_channels: int = 2, **options):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workbench.models.blocks import conv_layer, crop_to, make_norm, pad_to_multiple, receptive_field_of
-from workbench.models.registry import register_architecture
+from workbench.models.registry import ArchitectureSpec, register_architecture
 
 _DEFAULTS = {"features": [16, 24, 32, 48, 64], "norm": "batch", "embed_kernel": [1, 5, 5]}
 
@@ -93,7 +93,7 @@ def _residual_unet_class():
     return _CLASS
 
 
-@register_architecture(
+@register_architecture(ArchitectureSpec(
     "residual-unet3d",
     title="Residual symmetric 3D U-Net",
     paper="Lee, Zung, Li, Jain, Seung. Superhuman Accuracy on the SNEMI3D Connectomics Challenge. arXiv:1706.00120, 2017.",
@@ -106,7 +106,7 @@ def _residual_unet_class():
     receptive_field=lambda o: receptive_field_of(_ops(o), 3),
     divisor=_divisor,
     default_patch=(8, 96, 96),
-)
+))
 def build_residual_unet3d(in_channels: int, out_channels: int, **options):
     """A residual symmetric 3D U-Net (options: features per level, norm, embed_kernel)."""
     from workbench.errors import WorkbenchError

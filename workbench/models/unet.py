@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workbench.models.blocks import conv_layer, crop_to, make_norm, pad_to_multiple, receptive_field_of
-from workbench.models.registry import register_architecture
+from workbench.models.registry import ArchitectureSpec, register_architecture
 
 
 def _pool_factors(options: dict, dims: int) -> list[tuple[int, ...]]:
@@ -119,7 +119,7 @@ def _check_common(options: dict) -> None:
 _UNET2D_DEFAULTS = {"depth": 4, "base_channels": 16, "growth": 2, "norm": "batch"}
 
 
-@register_architecture(
+@register_architecture(ArchitectureSpec(
     "unet2d",
     title="2D U-Net",
     paper="Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical Image Segmentation. MICCAI 2015.",
@@ -138,7 +138,7 @@ _UNET2D_DEFAULTS = {"depth": 4, "base_channels": 16, "growth": 2, "norm": "batch
     # instead of 0.20)
     default_patch=(1, 128, 128),
     default_batch=16,
-)
+))
 def build_unet2d(in_channels: int, out_channels: int, **options):
     """A 2D U-Net (options: depth, base_channels, growth, norm)."""
     _check_common(options)
@@ -151,7 +151,7 @@ def build_unet2d(in_channels: int, out_channels: int, **options):
 _UNET3D_DEFAULTS = {"depth": 4, "base_channels": 16, "growth": 2, "norm": "batch", "anisotropic_levels": 2}
 
 
-@register_architecture(
+@register_architecture(ArchitectureSpec(
     "unet3d",
     title="3D U-Net",
     paper="Çiçek, Abdulkadir, Lienkamp, Brox, Ronneberger. 3D U-Net: Learning Dense Volumetric Segmentation "
@@ -165,7 +165,7 @@ _UNET3D_DEFAULTS = {"depth": 4, "base_channels": 16, "growth": 2, "norm": "batch
     receptive_field=lambda o: receptive_field_of(_unet_ops(_pool_factors(o, 3), 3), 3),
     divisor=lambda o: _divisor(_pool_factors(o, 3), 3),
     default_patch=(16, 96, 96),
-)
+))
 def build_unet3d(in_channels: int, out_channels: int, **options):
     """A 3D U-Net (options: depth, base_channels, growth, norm, anisotropic_levels)."""
     _check_common(options)

@@ -8,10 +8,11 @@ is a scipy/scikit-image version of the same idea (waterz-style mean-affinity reg
    boundary);
 2. supervoxels: seeded watershed of ``b`` from components of ``b < seed_threshold`` (an
    over-segmentation: fragments);
-3. region adjacency graph: for every pair of touching supervoxels the mean affinity of the voxel edges
-   between them;
-4. greedy agglomeration: merge the pair with the highest mean affinity (means of merged regions are
-   recomputed from edge sums and counts) while it exceeds ``threshold``.
+3. region adjacency graph (:mod:`workbench.segmentation.graph`): for every pair of touching supervoxels the
+   mean affinity of the voxel edges between them;
+4. greedy agglomeration (:func:`workbench.segmentation.graph.agglomerate`): merge the pair with the highest
+   mean affinity (means of merged regions are recomputed from edge sums and counts) while it exceeds
+   ``threshold``.
 
 Affinity convention: a channel with offset ``-1`` along axis ``a`` holds, at voxel ``v``, the affinity
 between ``v`` and ``v - e_a`` (the convention of ``workbench.training`` affinity targets, torch-em and
@@ -20,13 +21,15 @@ PyTorch Connectomics). 2D models give y and x channels only: those volumes are s
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Sequence
 
 import numpy as np
 
 from workbench.segmentation.components import relabel_sequential, remove_small
-from workbench.segmentation.watershed import seeded_watershed
+from workbench.segmentation.graph import agglomerate, region_graph
+from workbench.segmentation.watershed import WatershedParams, seeded_watershed
+
+__all__ = ["affinity_agglomeration", "boundaries_from_affinities"]
 
 
 def boundaries_from_affinities(affs: np.ndarray, axes: Sequence[int] | None = None) -> np.ndarray:
@@ -44,86 +47,6 @@ def boundaries_from_affinities(affs: np.ndarray, axes: Sequence[int] | None = No
         np.minimum(low[tuple(lo)], edge, out=low[tuple(lo)])
         np.minimum(low[tuple(hi)], edge, out=low[tuple(hi)])
     return 1.0 - low
-
-
-def region_graph(labels: np.ndarray, affs: np.ndarray, axes: Sequence[int] | None = None):
-    """Edges between touching regions: ``(pairs (E, 2) with a < b, affinity sums (E,), counts (E,))``."""
-    ndim = labels.ndim
-    axes = list(range(ndim)) if axes is None else list(axes)
-    us, vs, ws = [], [], []
-    for c, a in enumerate(axes):
-        lo = [slice(None)] * ndim
-        hi = [slice(None)] * ndim
-        lo[a] = slice(1, None)
-        hi[a] = slice(None, -1)
-        u = labels[tuple(lo)].ravel()
-        v = labels[tuple(hi)].ravel()
-        w = np.asarray(affs[c], dtype=np.float64)[tuple(lo)].ravel()
-        keep = (u != v) & (u != 0) & (v != 0)
-        us.append(u[keep])
-        vs.append(v[keep])
-        ws.append(w[keep])
-    u = np.concatenate(us).astype(np.int64)
-    v = np.concatenate(vs).astype(np.int64)
-    w = np.concatenate(ws)
-    lo_, hi_ = np.minimum(u, v), np.maximum(u, v)
-    if len(lo_) == 0:
-        return np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0)
-    keys = lo_ * (int(labels.max()) + 1) + hi_
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    sums = np.bincount(inverse, weights=w)
-    counts = np.bincount(inverse).astype(np.float64)
-    n = int(labels.max()) + 1
-    pairs = np.stack([uniq // n, uniq % n], axis=1)
-    return pairs, sums, counts
-
-
-def agglomerate(pairs: np.ndarray, sums: np.ndarray, counts: np.ndarray, n_nodes: int,
-                threshold: float) -> np.ndarray:
-    """Greedy mean-affinity merging; returns a map ``old id -> new id`` (array of ``n_nodes``)."""
-    parent = np.arange(n_nodes)
-
-    def find(x):
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    adj: list[dict[int, list[float]]] = [dict() for _ in range(n_nodes)]
-    heap = []
-    for (a, b), s, c in zip(pairs.tolist(), sums.tolist(), counts.tolist()):
-        adj[a][b] = [s, c]
-        adj[b][a] = adj[a][b]
-        heapq.heappush(heap, (-s / c, a, b))
-    while heap:
-        neg, a, b = heapq.heappop(heap)
-        if -neg <= threshold:
-            break
-        if find(a) != a or find(b) != b or b not in adj[a]:
-            continue  # stale entry
-        s, c = adj[a][b]
-        if abs(s / c + neg) > 1e-12:
-            continue  # stale mean
-        # merge the smaller adjacency into the larger
-        if len(adj[a]) < len(adj[b]):
-            a, b = b, a
-        parent[b] = a
-        del adj[a][b]
-        del adj[b][a]
-        for nb, (s2, c2) in adj[b].items():
-            del adj[nb][b]
-            if nb in adj[a]:
-                adj[a][nb][0] += s2
-                adj[a][nb][1] += c2
-            else:
-                adj[a][nb] = [s2, c2]
-                adj[nb][a] = adj[a][nb]
-            e = adj[a][nb]
-            heapq.heappush(heap, (-e[0] / e[1], min(a, nb), max(a, nb)))
-        adj[b] = {}
-    return np.array([find(i) for i in range(n_nodes)], dtype=np.int64)
 
 
 def affinity_agglomeration(
@@ -175,7 +98,7 @@ def affinity_agglomeration(
 
 def _agglomerate(affs, axes, threshold, seed_threshold, mask) -> np.ndarray:
     boundary = boundaries_from_affinities(affs, axes)
-    fragments = seeded_watershed(boundary, threshold=seed_threshold, mask=mask)
+    fragments = seeded_watershed(boundary, params=WatershedParams(threshold=seed_threshold), mask=mask)
     pairs, sums, counts = region_graph(fragments, affs, axes)
     mapping = agglomerate(pairs, sums, counts, int(fragments.max()) + 1, threshold)
     return mapping[fragments]

@@ -27,11 +27,106 @@ Memory: one block (plus halo) at a time, plus one integer per provisional label.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
+from workbench.errors import WorkbenchError
 from workbench.geometry import Box
+from workbench.progress import Progress, as_progress
+from workbench.segmentation.affinity import boundaries_from_affinities
 from workbench.segmentation.components import structure
+from workbench.segmentation.graph import agglomerate, boundary_edge_affinities
+
+Reader = Callable[[Box], np.ndarray]
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """One blockwise pass: the volume's shape, the blocks it is walked in, and who hears about it.
+
+    Attributes:
+        shape: volume shape (z, y, x).
+        block_shape: block size (ideally the chunks of the arrays written).
+        progress: None, a tqdm-like object, a ``callable(done, total)`` or a :class:`~workbench.progress.Progress`
+            (see :func:`~workbench.progress.as_progress`); a pass made of several passes shares one
+            ``Progress`` with them, whose total the outer pass sets.
+        should_stop: polled before every block; True raises ``WorkbenchError("stopped before completion")``.
+        where: the path that error names (the output being written), if any.
+    """
+
+    shape: tuple[int, ...]
+    block_shape: tuple[int, ...]
+    progress: Any = field(default=None, compare=False, repr=False)
+    should_stop: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    where: Any = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
+        object.__setattr__(self, "block_shape", tuple(int(b) for b in self.block_shape))
+
+    @property
+    def full(self) -> Box:
+        """The whole volume."""
+        return Box.from_shape(self.shape)
+
+    def boxes(self) -> list[Box]:
+        """The blocks, in raster order (edge blocks cut to the volume)."""
+        return [box for _, box in self.full.blocks(self.block_shape)]
+
+    def reporter(self, total: int) -> Progress:
+        """The progress of this pass (``total`` steps unless an outer pass set the total already)."""
+        return as_progress(self.progress, total=total)
+
+    def with_progress(self, progress: Any) -> BlockJob:
+        """The same job reporting to ``progress`` (None: silent)."""
+        return replace(self, progress=progress)
+
+    def check(self) -> None:
+        """Raise ``WorkbenchError`` when ``should_stop`` says so."""
+        if self.should_stop is not None and self.should_stop():
+            raise WorkbenchError("stopped before completion", self.where)
+
+
+@dataclass(frozen=True)
+class WatershedBlockParams:
+    """Settings of :func:`watershed_blockwise`.
+
+    Attributes:
+        threshold: seeds are interior components where ``boundary < threshold``.
+        halo: context (z, y, x) flooded around each block.
+        min_seed_size: smaller seed components are dropped.
+        mask_threshold: if set, voxels with ``boundary >= mask_threshold`` stay 0 (background).
+        per_section: seeds and flooding within z sections only (the z halo is then not needed).
+        merge_threshold: if set, touching objects are then merged while the mean boundary along their
+            contact is below it (:func:`~workbench.segmentation.watershed.merge_weak_boundaries`, on the
+            region graph accumulated block by block); ``out`` then holds representative ids.
+    """
+
+    threshold: float = 0.5
+    halo: tuple[int, int, int] = (8, 32, 32)
+    min_seed_size: int = 1
+    mask_threshold: float | None = None
+    per_section: bool = False
+    merge_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class AgglomerateBlockParams:
+    """Settings of :func:`agglomerate_blockwise`.
+
+    Attributes:
+        axes: the spatial axis of each affinity channel; without 0 (a 2D model) sections never join.
+        threshold: merge while the mean affinity is above it.
+        seed_threshold: fragment seeds where ``1 - min affinity < seed_threshold``.
+        halo: the fragments' flooding context (z, y, x).
+    """
+
+    axes: tuple[int, ...] = (0, 1, 2)
+    threshold: float = 0.5
+    seed_threshold: float = 0.3
+    halo: tuple[int, int, int] = (8, 32, 32)
 
 
 def neighbourhood(per_section: bool = False) -> np.ndarray:
@@ -60,59 +155,12 @@ def _face_pairs(out, box: Box, shape: Sequence[int], axes=(0, 1, 2)) -> list[np.
     return pairs
 
 
-def label_blockwise(
-    read_mask: Callable[[Box], np.ndarray],
-    shape: Sequence[int],
-    out,
-    block_shape: Sequence[int],
-    min_size: int = 0,
-    progress=None,
-    per_section: bool = False,
-) -> int:
-    """Connected components (face connectivity) of a mask given block by block.
-
-    Args:
-        read_mask: ``box -> bool array`` of the mask in that box.
-        shape: volume shape (z, y, x).
-        out: writable array-like (numpy or zarr, unsigned integer dtype) receiving the labels.
-        block_shape: block size (ideally the chunks of ``out``).
-        min_size: objects with fewer voxels are removed.
-        progress: optional ``callable(done, total)`` over the three passes' blocks.
-        per_section: connect only within z sections.
-
-    Returns:
-        The number of objects (ids are 1..N).
-    """
-    from scipy import ndimage as ndi
+def _join_labels(pairs: list[np.ndarray], sizes_parts: list[np.ndarray], n_prov: int,
+                 min_size: int) -> tuple[np.ndarray, int]:
+    """Union of provisional labels joined by ``pairs``: (map provisional -> final id, number of objects)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components as graph_components
 
-    shape = tuple(int(s) for s in shape)
-    blocks = list(Box.from_shape(shape).blocks(block_shape))
-    total_steps = 3 * len(blocks)
-    step = 0
-    st = neighbourhood(per_section)
-    offset = 0
-    sizes_parts = []
-    # pass 1: label each block with an offset
-    for _, box in blocks:
-        labels, n = ndi.label(read_mask(box), structure=st)
-        sizes_parts.append(np.bincount(labels.ravel(), minlength=n + 1)[1:])
-        labels = labels.astype(np.int64)
-        labels[labels > 0] += offset
-        out[box.slices] = labels
-        offset += n
-        step += 1
-        if progress:
-            progress(step, total_steps)
-    n_prov = offset + 1
-    # pass 2: union labels touching across faces
-    pairs = []
-    for _, box in blocks:
-        pairs.extend(_face_pairs(out, box, shape, (1, 2) if per_section else (0, 1, 2)))
-        step += 1
-        if progress:
-            progress(step, total_steps)
     edges = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
     graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n_prov, n_prov))
     _, component = graph_components(graph, directed=False)
@@ -124,99 +172,117 @@ def label_blockwise(
     new_ids[keep] = np.arange(1, int(keep.sum()) + 1)
     mapping = new_ids[component]
     mapping[0] = 0
-    # pass 3: relabel
-    for _, box in blocks:
+    return mapping, int(keep.sum())
+
+
+def label_blockwise(read_mask: Reader, out, job: BlockJob, *, min_size: int = 0, per_section: bool = False) -> int:
+    """Connected components (face connectivity) of a mask given block by block.
+
+    Args:
+        read_mask: ``box -> bool array`` of the mask in that box.
+        out: writable array-like (numpy or zarr, unsigned integer dtype) of ``job.shape`` receiving the labels.
+        job: shape, blocks, progress (over the three passes' blocks) and stop.
+        min_size: objects with fewer voxels are removed.
+        per_section: connect only within z sections.
+
+    Returns:
+        The number of objects (ids are 1..N).
+    """
+    from scipy import ndimage as ndi
+
+    boxes = job.boxes()
+    prog = job.reporter(3 * len(boxes))
+    st = neighbourhood(per_section)
+    offset = 0
+    sizes_parts = []
+    for box in boxes:  # pass 1: label each block with an offset
+        job.check()
+        labels, n = ndi.label(read_mask(box), structure=st)
+        sizes_parts.append(np.bincount(labels.ravel(), minlength=n + 1)[1:])
+        labels = labels.astype(np.int64)
+        labels[labels > 0] += offset
+        out[box.slices] = labels
+        offset += n
+        prog.advance()
+    pairs = []
+    for box in boxes:  # pass 2: union labels touching across faces
+        job.check()
+        pairs.extend(_face_pairs(out, box, job.shape, (1, 2) if per_section else (0, 1, 2)))
+        prog.advance()
+    mapping, n_objects = _join_labels(pairs, sizes_parts, offset + 1, min_size)
+    for box in boxes:  # pass 3: relabel
+        job.check()
         out[box.slices] = mapping[np.asarray(out[box.slices]).astype(np.int64)].astype(out.dtype)
-        step += 1
-        if progress:
-            progress(step, total_steps)
-    return int(keep.sum())
+        prog.advance()
+    return n_objects
 
 
-def watershed_blockwise(
-    read_boundary: Callable[[Box], np.ndarray],
-    shape: Sequence[int],
-    out,
-    seeds_out,
-    block_shape: Sequence[int],
-    threshold: float = 0.5,
-    halo: Sequence[int] = (8, 32, 32),
-    min_seed_size: int = 1,
-    mask_threshold: float | None = None,
-    progress=None,
-    per_section: bool = False,
-    merge_threshold: float | None = None,
-) -> int:
+def watershed_blockwise(read_boundary: Reader, out, seeds_out, job: BlockJob,
+                        params: WatershedBlockParams | None = None) -> int:
     """Seeded watershed block by block with global seeds (see the module docstring).
 
     Args:
         read_boundary: ``box -> float boundary probability`` in that box.
-        shape: volume shape.
-        out: writable array-like for the labels.
+        out: writable array-like of ``job.shape`` for the labels.
         seeds_out: writable array-like (same shape and dtype) for the intermediate seeds.
-        block_shape: block size.
-        threshold: seeds are interior components where ``boundary < threshold``.
-        halo: context flooded around each block.
-        min_seed_size: smaller seed components are dropped.
-        mask_threshold: if set, voxels with ``boundary >= mask_threshold`` stay 0 (background).
-        per_section: seeds and flooding within z sections only (the z halo is then not needed).
-        merge_threshold: if set, touching objects are then merged while the mean boundary along their
-            contact is below it (:func:`~workbench.segmentation.watershed.merge_weak_boundaries`, on the
-            region graph accumulated block by block); ``out`` then holds representative ids.
+        job: shape, blocks, progress (flooding, then merging) and stop.
+        params: thresholds, halo, per-section and merging (:class:`WatershedBlockParams`).
 
     Returns:
         The number of seeds (ids are 1..N; an id may not appear if its seed region was flooded away).
     """
     from skimage.segmentation import watershed
 
-    shape = tuple(int(s) for s in shape)
-    n_seeds = label_blockwise(lambda b: read_boundary(b) < threshold, shape, seeds_out, block_shape,
-                              min_size=min_seed_size, per_section=per_section)
-    if per_section:
-        halo = (0, *tuple(halo)[1:])
-    full = Box.from_shape(shape)
-    blocks = list(full.blocks(block_shape))
-    total = len(blocks) * (1 if merge_threshold is None else 2)
-    for i, (_, core) in enumerate(blocks):
-        read = core.grow(tuple(halo)).intersect(full)
+    p = params or WatershedBlockParams()
+    n_seeds = label_blockwise(lambda b: read_boundary(b) < p.threshold, seeds_out, job.with_progress(None),
+                              min_size=p.min_seed_size, per_section=p.per_section)
+    halo = (0, *tuple(p.halo)[1:]) if p.per_section else tuple(p.halo)
+    full = job.full
+    boxes = job.boxes()
+    prog = job.reporter(len(boxes) * (1 if p.merge_threshold is None else 2))
+    for core in boxes:
+        job.check()
+        read = core.grow(halo).intersect(full)
         boundary = np.asarray(read_boundary(read), dtype=np.float32)
         seeds = np.asarray(seeds_out[read.slices])
-        mask = None if mask_threshold is None else boundary < mask_threshold
+        mask = None if p.mask_threshold is None else boundary < p.mask_threshold
         labels = watershed(boundary, markers=seeds.astype(np.int64), mask=mask,
-                           connectivity=neighbourhood(per_section))
+                           connectivity=neighbourhood(p.per_section))
         out[core.slices] = labels[core.relative_to(read)].astype(out.dtype)
-        if progress:
-            progress(i + 1, total)
-    if merge_threshold is not None:
-        from workbench.segmentation.watershed import boundary_edge_affinities
-
-        axes = (1, 2) if per_section else (0, 1, 2)
-
-        def read_affs(box: Box) -> np.ndarray:
-            # an edge's affinity needs the boundary of the voxel before it: one voxel more on the low sides
-            start = tuple(max(0, s - 1) for s in box.start)
-            grown = Box(start, tuple(b - a for a, b in zip(start, box.stop)))
-            affs = boundary_edge_affinities(np.asarray(read_boundary(grown), np.float32), axes)
-            return affs[(slice(None), *box.relative_to(grown))]
-
-        merge_blockwise(lambda b: out[b.slices], read_affs, shape, out, block_shape, axes, 1.0 - merge_threshold,
-                        progress=(lambda done, _n: progress(len(blocks) + done, total)) if progress else None)
+        prog.advance()
+    if p.merge_threshold is not None:
+        _merge_weak_boundaries_blockwise(read_boundary, out, job.with_progress(prog), p)
     return n_seeds
 
 
-def region_graph_blockwise(read_labels: Callable[[Box], np.ndarray], read_affs: Callable[[Box], np.ndarray],
-                           shape: Sequence[int], block_shape: Sequence[int], axes: Sequence[int]):
-    """The region adjacency graph of a label volume, block by block: every voxel edge ``(v, v - e_a)`` is
-    counted once, in the block holding ``v``. Returns ``(pairs (E, 2) with a < b, affinity sums, counts)``.
+def _merge_weak_boundaries_blockwise(read_boundary: Reader, out, job: BlockJob, p: WatershedBlockParams) -> int:
+    """:func:`~workbench.segmentation.watershed.merge_weak_boundaries` of ``out`` in place, blockwise."""
+    axes = (1, 2) if p.per_section else (0, 1, 2)
+
+    def read_affs(box: Box) -> np.ndarray:
+        # an edge's affinity needs the boundary of the voxel before it: one voxel more on the low sides
+        start = tuple(max(0, s - 1) for s in box.start)
+        grown = Box(start, tuple(b - a for a, b in zip(start, box.stop)))
+        affs = boundary_edge_affinities(np.asarray(read_boundary(grown), np.float32), axes)
+        return affs[(slice(None), *box.relative_to(grown))]
+
+    return merge_blockwise(lambda b: out[b.slices], read_affs, out, job, axes, 1.0 - p.merge_threshold)
+
+
+def region_graph_blockwise(read_labels: Reader, read_affs: Reader, job: BlockJob, axes: Sequence[int]):
+    """The region adjacency graph (:func:`~workbench.segmentation.graph.region_graph`) of a label volume,
+    block by block: every voxel edge ``(v, v - e_a)`` is counted once, in the block holding ``v``.
+    Returns ``(pairs (E, 2) with a < b, affinity sums, counts)``.
 
     Args:
         read_labels: ``box -> labels`` (fragments, global ids).
         read_affs: ``box -> (len(axes), *box.shape)`` affinities; channel ``i`` links ``v`` and ``v - e[axes[i]]``.
+        job: shape, blocks and stop (no progress: the callers count their own passes).
     """
-    shape = tuple(int(s) for s in shape)
     keys_parts, w_parts = [], []
     n_max = 0
-    for _, core in Box.from_shape(shape).blocks(block_shape):
+    for core in job.boxes():
+        job.check()
         start = tuple(max(0, s - 1) for s in core.start)  # one voxel of context on the low sides
         region = Box(start, tuple(b - a for a, b in zip(start, core.stop)))
         labels = np.asarray(read_labels(region)).astype(np.int64)
@@ -248,37 +314,26 @@ def region_graph_blockwise(read_labels: Callable[[Box], np.ndarray], read_affs: 
     return np.stack([uniq // n, uniq % n], axis=1), sums, counts
 
 
-def agglomerate_blockwise(
-    read_affs: Callable[[Box], np.ndarray],
-    shape: Sequence[int],
-    out,
-    fragments_out,
-    block_shape: Sequence[int],
-    axes: Sequence[int] = (0, 1, 2),
-    threshold: float = 0.5,
-    seed_threshold: float = 0.3,
-    halo: Sequence[int] = (8, 32, 32),
-    progress=None,
-) -> int:
+def agglomerate_blockwise(read_affs: Reader, out, fragments_out, job: BlockJob,
+                          params: AgglomerateBlockParams | None = None) -> int:
     """Affinity agglomeration (:func:`~workbench.segmentation.affinity.affinity_agglomeration`) of a volume
     larger than memory: fragments by the blockwise seeded watershed of ``1 - min affinity``, the region
     graph accumulated block by block, greedy mean-affinity merging on that graph (in memory: one entry per
-    pair of touching fragments), then every block relabelled. Without a z axis in ``axes`` (a 2D model)
-    nothing connects across sections.
+    pair of touching fragments), then every block relabelled. Without a z axis in ``params.axes`` (a 2D
+    model) nothing connects across sections.
 
     Args:
         read_affs: ``box -> (len(axes), *box.shape)`` float affinities.
-        out / fragments_out: writable label arrays of ``shape`` (the result / the fragments).
-        block_shape: block size; ``halo``: the fragments' flooding context.
+        out / fragments_out: writable label arrays of ``job.shape`` (the result / the fragments).
+        job: shape, blocks, progress (fragments, then merging) and stop.
+        params: axes, thresholds and halo (:class:`AgglomerateBlockParams`).
 
     Returns:
         The number of objects before relabelling (ids in ``out`` are fragment-representative ids).
     """
-    from workbench.segmentation.affinity import boundaries_from_affinities
-
-    shape = tuple(int(s) for s in shape)
-    axes = tuple(int(a) for a in axes)
-    full = Box.from_shape(shape)
+    p = params or AgglomerateBlockParams()
+    axes = tuple(int(a) for a in p.axes)
+    full = job.full
     per_section = 0 not in axes
 
     def read_boundary(box: Box) -> np.ndarray:
@@ -287,39 +342,54 @@ def agglomerate_blockwise(
         b = boundaries_from_affinities(np.asarray(read_affs(grown), np.float32), axes)
         return b[box.relative_to(grown)]
 
-    blocks = list(full.blocks(block_shape))
-    total = 2 * len(blocks)
+    shared = job.with_progress(job.reporter(2 * len(job.boxes())))
     # ``out`` holds the seeds until it receives the result
-    watershed_blockwise(read_boundary, shape, fragments_out, out, block_shape, threshold=seed_threshold,
-                        halo=halo, per_section=per_section,
-                        progress=(lambda done, _n: progress(done, total)) if progress else None)
-    return merge_blockwise(lambda b: fragments_out[b.slices], read_affs, shape, out, block_shape, axes, threshold,
-                           progress=(lambda done, _n: progress(len(blocks) + done, total)) if progress else None)
+    watershed_blockwise(read_boundary, fragments_out, out, shared,
+                        WatershedBlockParams(threshold=p.seed_threshold, halo=p.halo, per_section=per_section))
+    return merge_blockwise(lambda b: fragments_out[b.slices], read_affs, out, shared, axes, p.threshold)
 
 
-def merge_blockwise(read_labels: Callable[[Box], np.ndarray], read_affs: Callable[[Box], np.ndarray],
-                    shape: Sequence[int], out, block_shape: Sequence[int], axes: Sequence[int], threshold: float,
-                    progress=None) -> int:
+def merge_blockwise(read_labels: Reader, read_affs: Reader, out, job: BlockJob, axes: Sequence[int],
+                    threshold: float) -> int:
     """Greedy mean-affinity merging of a label volume larger than memory: the region graph accumulated block
     by block (:func:`region_graph_blockwise`), merged in memory while the mean affinity is above
-    ``threshold``, then every block of ``out`` (may be the labels' own array) written relabelled.
+    ``threshold`` (:func:`~workbench.segmentation.graph.agglomerate`), then every block of ``out`` (may be
+    the labels' own array) written relabelled.
 
     Returns:
         The number of objects left (ids are representative input ids, not consecutive).
     """
-    from workbench.segmentation.affinity import agglomerate
-
-    shape = tuple(int(s) for s in shape)
-    pairs, sums, counts = region_graph_blockwise(read_labels, read_affs, shape, block_shape, axes)
-    blocks = list(Box.from_shape(shape).blocks(block_shape))
+    pairs, sums, counts = region_graph_blockwise(read_labels, read_affs, job, axes)
+    boxes = job.boxes()
     n_nodes = 1
-    for _, box in blocks:
+    for box in boxes:
         n_nodes = max(n_nodes, int(np.asarray(read_labels(box)).max(initial=0)) + 1)
     mapping = agglomerate(pairs, sums, counts, n_nodes, threshold)
     mapping[0] = 0
-    for i, (_, box) in enumerate(blocks):
+    prog = job.reporter(len(boxes))
+    for box in boxes:
+        job.check()
         labels = np.asarray(read_labels(box)).astype(np.int64)
         out[box.slices] = mapping[labels].astype(out.dtype)
-        if progress:
-            progress(i + 1, len(blocks))
+        prog.advance()
     return int(len(np.unique(mapping[1:])))
+
+
+def remove_small_blockwise(out, job: BlockJob, min_size: int) -> None:
+    """Set objects of ``out`` with fewer than ``min_size`` voxels to 0, in place, block by block."""
+    if min_size <= 1:
+        return
+    boxes = job.boxes()
+    n = 0
+    for box in boxes:
+        job.check()
+        n = max(n, int(np.asarray(out[box.slices]).max(initial=0)))
+    sizes = np.zeros(n + 1, np.int64)
+    for box in boxes:
+        job.check()
+        sizes += np.bincount(np.asarray(out[box.slices]).ravel().astype(np.int64), minlength=n + 1)
+    mapping = np.arange(n + 1)
+    mapping[sizes < min_size] = 0
+    for box in boxes:
+        job.check()
+        out[box.slices] = mapping[np.asarray(out[box.slices]).astype(np.int64)].astype(out.dtype)

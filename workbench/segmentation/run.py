@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from workbench.errors import WorkbenchError
 from workbench.geometry import Box
+from workbench.inference.output import from_storage, open_prediction, read_info
+from workbench.segmentation.affinity import affinity_agglomeration
+from workbench.segmentation.blockwise import (
+    AgglomerateBlockParams,
+    BlockJob,
+    WatershedBlockParams,
+    agglomerate_blockwise,
+    label_blockwise,
+    remove_small_blockwise,
+    watershed_blockwise,
+)
+from workbench.segmentation.components import connected_components
+from workbench.segmentation.options import METHODS, SegmentMethod, SegmentOptions
+from workbench.segmentation.watershed import WatershedParams, seeded_watershed
 
-METHODS = ("cc", "watershed", "affinity")
+__all__ = ["METHODS", "nearest_affinity_channels", "segment", "segment_prediction"]
 
 
 def segment(
     pred: np.ndarray,
-    method: str = "cc",
+    method: SegmentMethod | str = SegmentMethod.CC,
     threshold: float = 0.5,
     min_size: int = 0,
     **options,
@@ -28,31 +43,30 @@ def segment(
         pred: ``cc``: class probability (z, y, x), foreground ``> threshold``; ``watershed``: boundary
             probability (z, y, x), seeds where ``< threshold``; ``affinity``: (3, z, y, x) affinities,
             merged while the mean affinity ``> threshold``.
-        method: one of :data:`METHODS`.
+        method: a :class:`SegmentMethod` (or its name).
         min_size: smaller objects are removed.
-        options: passed on (``connectivity``; ``seed_method``, ``min_distance``, ``mask``,
-            ``merge_threshold``; ``seed_threshold``).
+        options: passed on: ``cc``: ``connectivity``; ``watershed``: ``seeds``, ``mask`` and the other
+            :class:`~workbench.segmentation.watershed.WatershedParams` fields (``seed_method``,
+            ``min_distance``, ``merge_threshold``, ...); ``affinity``: ``seed_threshold``, ``mask``, ``axes``.
 
     Returns:
         uint32 labels (0 = background).
-    """
-    from workbench.segmentation.affinity import affinity_agglomeration
-    from workbench.segmentation.components import connected_components
-    from workbench.segmentation.watershed import seeded_watershed
 
-    if method == "cc":
+    Raises:
+        WorkbenchError: unknown method.
+    """
+    method = SegmentMethod.parse(method)
+    if method == SegmentMethod.CC:
         return connected_components(pred, threshold, min_size, **options)
-    if method == "watershed":
-        return seeded_watershed(pred, threshold=threshold, min_size=min_size, **options)
-    if method == "affinity":
-        return affinity_agglomeration(pred, threshold=threshold, min_size=min_size, **options)
-    raise WorkbenchError(f"unknown segmentation method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == SegmentMethod.WATERSHED:
+        seeds, mask = options.pop("seeds", None), options.pop("mask", None)
+        params = WatershedParams(threshold=threshold, min_size=min_size, **options)
+        return seeded_watershed(pred, seeds, params, mask=mask)
+    return affinity_agglomeration(pred, threshold=threshold, min_size=min_size, **options)
 
 
 def nearest_affinity_channels(channel_names: Sequence[str]) -> tuple[list[int], list[int]]:
     """Channels named ``affinity (dz, dy, dx)`` with a single ``-1`` offset: (channel indices, their axes)."""
-    import re
-
     chans, axes = [], []
     for i, name in enumerate(channel_names):
         m = re.fullmatch(r"\s*affinity\s*\(\s*(-?\d+)\s*,\s*(-?\d+)\s*,\s*(-?\d+)\s*\)\s*", str(name))
@@ -84,119 +98,106 @@ def _label_attrs(name: str, voxel_size: Sequence[float], info: dict) -> dict:
     }
 
 
-def _remove_small_blockwise(out, blocks, min_size: int) -> None:
-    if min_size <= 1:
+class _AffinityReader:
+    """``box -> (len(axes), *box.shape)`` float affinities of a stored prediction (the affinity method);
+    ``needed``: how many channels from the options' ``channel`` on the method reads."""
+
+    def __init__(self, arr, channels: list[int], axes: list[int], needed: int = 1):
+        self.arr, self.channels, self.axes, self.needed = arr, channels, tuple(axes), needed
+
+    def __call__(self, box: Box) -> np.ndarray:
+        return from_storage(np.stack([np.asarray(self.arr[(c, *box.slices)]) for c in self.channels]))
+
+
+def _affinity_reader(pred_path: Path, arr, options: SegmentOptions) -> _AffinityReader:
+    """The nearest-neighbour affinity channels (named ``affinity (dz, dy, dx)``; unnamed: ``channel`` ..
+    ``channel + 2`` as z, y, x)."""
+    if options.method != SegmentMethod.AFFINITY:
+        return _AffinityReader(arr, [], [])
+    chans, axes = nearest_affinity_channels(read_info(pred_path).get("channel_names") or [])
+    if chans:
+        return _AffinityReader(arr, chans, axes)
+    c = options.channel
+    return _AffinityReader(arr, list(range(c, c + 3)), [0, 1, 2], needed=3)
+
+
+def _run_method(root, labels, job: BlockJob, options: SegmentOptions, read: Callable[[Box], np.ndarray],
+                read_affs: Callable[[Box], np.ndarray]) -> None:
+    """Write the instances of ``options.method`` into ``labels`` (scratch arrays go in ``root``); ``read``
+    gives the channel, ``read_affs`` the affinities."""
+    o = options
+    if o.method == SegmentMethod.CC:
+        label_blockwise(lambda b: read(b) > o.threshold, labels, job, min_size=o.min_size,
+                        per_section=o.per_section)
         return
-    n = 0
-    for _, box in blocks:
-        n = max(n, int(np.asarray(out[box.slices]).max(initial=0)))
-    sizes = np.zeros(n + 1, np.int64)
-    for _, box in blocks:
-        sizes += np.bincount(np.asarray(out[box.slices]).ravel().astype(np.int64), minlength=n + 1)
-    mapping = np.arange(n + 1)
-    mapping[sizes < min_size] = 0
-    for _, box in blocks:
-        out[box.slices] = mapping[np.asarray(out[box.slices]).astype(np.int64)].astype(out.dtype)
+    scratch = "_seeds" if o.method == SegmentMethod.WATERSHED else "_fragments"
+    tmp = root.create_array(scratch, shape=job.shape, chunks=job.block_shape, dtype="uint32", fill_value=0)
+    if o.method == SegmentMethod.WATERSHED:
+        watershed_blockwise(read, labels, tmp, job, WatershedBlockParams(
+            threshold=o.threshold, halo=o.halo, per_section=o.per_section, merge_threshold=o.merge_threshold))
+    else:
+        agglomerate_blockwise(read_affs, labels, tmp, job, AgglomerateBlockParams(
+            axes=read_affs.axes, threshold=o.threshold, halo=o.halo))
+    del root[scratch]
+    remove_small_blockwise(labels, job, o.min_size)
 
 
 def segment_prediction(
-    pred_path: str | Path,
+    pred_zarr: str | Path,
     out: str | Path,
-    method: str = "cc",
-    channel: int = 0,
-    threshold: float = 0.5,
-    min_size: int = 0,
-    block_shape: Sequence[int] | None = None,
-    halo: Sequence[int] = (8, 32, 32),
-    overwrite: bool = False,
+    options: SegmentOptions | None = None,
+    *,
     progress=None,
-    per_section: bool = False,
-    merge_threshold: float | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Path:
     """Segment a stored prediction into an OME-Zarr label image (uint32 ``0`` array, z y x) at ``out``.
 
     Every method runs block by block (see :mod:`workbench.segmentation.blockwise`); ``affinity`` uses the
     nearest-neighbour affinity channels (named ``affinity (dz, dy, dx)`` by training; else
-    ``channel .. channel+2`` as z, y, x). ``per_section``: objects never
-    connect across z (each section segmented on its own, ids unique in the volume; cc and watershed).
-    ``merge_threshold`` (watershed): touching objects are then merged while the mean boundary along their
-    contact is below it.
+    ``channel .. channel+2`` as z, y, x). ``options.per_section``: objects never connect across z (each
+    section segmented on its own, ids unique in the volume; cc and watershed). ``options.merge_threshold``
+    (watershed): touching objects are then merged while the mean boundary along their contact is below it.
+    The output is written as ``OUT.partial`` and renamed when complete.
+
+    Args:
+        pred_zarr: a complete prediction of :func:`workbench.inference.predict_volume`.
+        out: the label image to write.
+        options: method and settings (:class:`SegmentOptions`; default: connected components of channel 0).
+        progress: None, a tqdm-like object or ``callable(done, total)`` over the blocks of every pass.
+        should_stop: polled before every block; True stops and removes the partial output.
 
     Raises:
-        WorkbenchError: incomplete or missing prediction, bad channel, output exists without ``overwrite``.
+        WorkbenchError: incomplete or missing prediction, bad channel, output exists without ``overwrite``,
+            stopped.
     """
     import zarr
 
-    from workbench.inference.output import open_prediction
-
-    if method not in METHODS:
-        raise WorkbenchError(f"unknown segmentation method {method!r}; choose one of {', '.join(METHODS)}")
-    pred_path, out = Path(pred_path), Path(out)
+    o = options or SegmentOptions()
+    pred_path, out = Path(pred_zarr), Path(out)
     arr = open_prediction(pred_path)  # refuses incomplete predictions
     n_channels = arr.shape[0]
-    need = 1
-    aff_channels, aff_axes = [], []
-    if method == "affinity":
-        from workbench.inference.output import read_info
-
-        aff_channels, aff_axes = nearest_affinity_channels(read_info(pred_path).get("channel_names") or [])
-        if not aff_channels:  # unnamed: channels channel.. as z, y, x
-            aff_channels, aff_axes = list(range(channel, channel + 3)), [0, 1, 2]
-            need = 3
-    if not 0 <= channel or channel + need > n_channels:
-        raise WorkbenchError(
-            f"channel {channel} does not exist for method {method!r}: the prediction has {n_channels} channels",
-            pred_path)
-    if out.exists() and not overwrite:
+    read_affs = _affinity_reader(pred_path, arr, o)
+    if o.channel + read_affs.needed > n_channels:
+        raise WorkbenchError(f"channel {o.channel} does not exist for method {str(o.method)!r}: the prediction "
+                             f"has {n_channels} channels", pred_path)
+    if out.exists() and not o.overwrite:
         raise WorkbenchError("output exists; pass --overwrite to replace it", out)
-    vol = open_prediction(pred_path, channel)
-    shape = vol.shape
-    block = tuple(int(b) for b in (block_shape or arr.chunks[1:]))
-    block = tuple(min(b, s) for b, s in zip(block, shape))
+    vol = open_prediction(pred_path, o.channel)
+    block = tuple(min(int(b), s) for b, s in zip(o.block_shape or arr.chunks[1:], vol.shape))
     part = out.with_name(out.name + ".partial")
     if part.exists():
         shutil.rmtree(part)
     root = zarr.open_group(str(part), mode="w", zarr_format=2)
-    labels = root.create_array("0", shape=shape, chunks=block, dtype="uint32", fill_value=0,
-                               chunk_key_encoding={"name": "v2", "separator": "/"})
-    if per_section and method == "affinity":
-        raise WorkbenchError("per-section segmentation is for cc and watershed; affinities carry their own z edges")
-    if merge_threshold is not None and method != "watershed":
-        raise WorkbenchError(f"a merge threshold is for the watershed method, not {method!r}")
-    if merge_threshold is not None and not 0.0 <= merge_threshold <= 1.0:
-        raise WorkbenchError(f"the merge threshold must be in [0, 1], got {merge_threshold}")
-    info = {"prediction": str(pred_path), "method": method, "channel": channel, "threshold": threshold,
-            "min_size": min_size, "per_section": bool(per_section), "merge_threshold": merge_threshold}
-    root.attrs.update(_label_attrs(out.stem, vol.voxel_size, info))
-    blocks = list(Box.from_shape(shape).blocks(block))
-    if method == "cc":
-        from workbench.segmentation.blockwise import label_blockwise
-
-        label_blockwise(lambda b: vol[b.slices] > threshold, shape, labels, block, min_size, progress,
-                        per_section=per_section)
-    elif method == "watershed":
-        from workbench.segmentation.blockwise import watershed_blockwise
-
-        seeds = root.create_array("_seeds", shape=shape, chunks=block, dtype="uint32", fill_value=0)
-        watershed_blockwise(lambda b: vol[b.slices], shape, labels, seeds, block, threshold, halo,
-                            progress=progress, per_section=per_section, merge_threshold=merge_threshold)
-        del root["_seeds"]
-        _remove_small_blockwise(labels, blocks, min_size)
-    else:
-        from workbench.inference.output import from_storage
-        from workbench.segmentation.blockwise import agglomerate_blockwise
-
-        def read_affs(box):
-            return from_storage(np.stack([np.asarray(arr[(c, *box.slices)]) for c in aff_channels]))
-
-        fragments = root.create_array("_fragments", shape=shape, chunks=block, dtype="uint32", fill_value=0)
-        agglomerate_blockwise(read_affs, shape, labels, fragments, block, axes=aff_axes, threshold=threshold,
-                              halo=halo, progress=progress)
-        del root["_fragments"]
-        _remove_small_blockwise(labels, blocks, min_size)
-    attrs = dict(root.attrs["workbench"])
-    attrs["complete"] = True
-    root.attrs["workbench"] = attrs
+    try:
+        labels = root.create_array("0", shape=vol.shape, chunks=block, dtype="uint32", fill_value=0,
+                                   chunk_key_encoding={"name": "v2", "separator": "/"})
+        root.attrs.update(_label_attrs(out.stem, vol.voxel_size, dict(prediction=str(pred_path), **o.info())))
+        job = BlockJob(vol.shape, block, progress=progress, should_stop=should_stop, where=out)
+        _run_method(root, labels, job, o, lambda b: vol[b.slices], read_affs)
+        root.attrs["workbench"] = dict(root.attrs["workbench"], complete=True)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
     if out.exists():
         shutil.rmtree(out)
     os.replace(part, out)

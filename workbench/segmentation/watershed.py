@@ -4,12 +4,47 @@ size filter."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from workbench.segmentation.components import connected_components, relabel_sequential, remove_small
+from workbench.segmentation.graph import agglomerate, boundary_edge_affinities, region_graph
 
 SEED_METHODS = ("components", "distance")
+
+__all__ = [
+    "SEED_METHODS",
+    "WatershedParams",
+    "boundary_edge_affinities",
+    "make_seeds",
+    "merge_weak_boundaries",
+    "seeded_watershed",
+]
+
+
+@dataclass(frozen=True)
+class WatershedParams:
+    """How :func:`seeded_watershed` makes its seeds, floods and cleans up.
+
+    Attributes:
+        threshold: interior threshold for the seeds (``boundary < threshold``).
+        seed_method: ``"components"`` or ``"distance"`` (see :func:`make_seeds`).
+        min_distance: minimum distance between distance-transform seeds (voxels).
+        min_seed_size: seed components with fewer voxels are dropped (``"components"``).
+        compactness: > 0 gives compact watershed (more regular shapes).
+        merge_threshold: if set, touching objects are then merged while the mean boundary probability
+            along their contact is below it (:func:`merge_weak_boundaries`).
+        min_size: objects with fewer voxels are removed (set to 0) after flooding.
+    """
+
+    threshold: float = 0.5
+    seed_method: str = "components"
+    min_distance: int = 3
+    min_seed_size: int = 1
+    compactness: float = 0.0
+    merge_threshold: float | None = None
+    min_size: int = 0
 
 
 def make_seeds(
@@ -54,69 +89,42 @@ def make_seeds(
 def seeded_watershed(
     boundary: np.ndarray,
     seeds: np.ndarray | None = None,
-    threshold: float = 0.5,
-    seed_method: str = "components",
+    params: WatershedParams | None = None,
+    *,
     mask: np.ndarray | None = None,
-    min_size: int = 0,
-    min_distance: int = 3,
-    min_seed_size: int = 1,
-    compactness: float = 0.0,
-    merge_threshold: float | None = None,
 ) -> np.ndarray:
     """Instances by flooding ``boundary`` from seeds (``skimage.segmentation.watershed``).
 
     Args:
         boundary: boundary probability (z, y, x); high values separate objects.
-        seeds: seed labels; made by :func:`make_seeds` (``threshold``, ``seed_method``) when None.
-        threshold: interior threshold for the seeds.
+        seeds: seed labels; made by :func:`make_seeds` (``params.threshold``, ``params.seed_method``)
+            when None.
+        params: seeds, flooding, merging and size filter (:class:`WatershedParams`; default: its defaults).
         mask: only flood where True (e.g. not background); default everywhere.
-        min_size: objects with fewer voxels are removed (set to 0) after flooding.
-        compactness: > 0 gives compact watershed (more regular shapes).
-        merge_threshold: if set, touching objects are then merged while the mean boundary probability
-            along their contact is below it (:func:`merge_weak_boundaries`).
 
     Returns:
         uint32 labels (0 = background / removed).
     """
     from skimage.segmentation import watershed
 
+    p = params or WatershedParams()
     boundary = np.asarray(boundary, dtype=np.float32)
     if seeds is None:
-        seeds = make_seeds(boundary, threshold, seed_method, min_distance, min_seed_size)
-    labels = watershed(boundary, markers=seeds, mask=mask, compactness=compactness)
-    if merge_threshold is not None:
-        labels = merge_weak_boundaries(labels, boundary, merge_threshold)
-    if min_size > 1:
-        labels = remove_small(labels, min_size)
+        seeds = make_seeds(boundary, p.threshold, p.seed_method, p.min_distance, p.min_seed_size)
+    labels = watershed(boundary, markers=seeds, mask=mask, compactness=p.compactness)
+    if p.merge_threshold is not None:
+        labels = merge_weak_boundaries(labels, boundary, p.merge_threshold)
+    if p.min_size > 1:
+        labels = remove_small(labels, p.min_size)
     return relabel_sequential(labels)
-
-
-def boundary_edge_affinities(boundary: np.ndarray, axes: Sequence[int] | None = None) -> np.ndarray:
-    """Affinities of the voxel edges of a boundary map, in the affinity convention of
-    :mod:`workbench.segmentation.affinity`: channel ``i`` at ``v`` is ``1 -`` the mean boundary of ``v`` and
-    ``v - e[axes[i]]`` (0 where ``v`` has no predecessor).
-
-    Returns:
-        float32 (len(axes), *boundary.shape).
-    """
-    b = np.asarray(boundary, dtype=np.float32)
-    axes = list(range(b.ndim)) if axes is None else [int(a) for a in axes]
-    out = np.zeros((len(axes), *b.shape), np.float32)
-    for c, a in enumerate(axes):
-        lo = [slice(None)] * b.ndim
-        hi = [slice(None)] * b.ndim
-        lo[a] = slice(1, None)
-        hi[a] = slice(None, -1)
-        out[(c, *lo)] = 1.0 - 0.5 * (b[tuple(lo)] + b[tuple(hi)])
-    return out
 
 
 def merge_weak_boundaries(labels: np.ndarray, boundary: np.ndarray, threshold: float,
                           axes: Sequence[int] | None = None) -> np.ndarray:
     """Merge touching objects, weakest contact first, while the mean boundary probability along their
-    contact is below ``threshold`` (mean agglomeration, as for affinities; means are recomputed as objects
-    merge). Watershed cells split by a faint line inside one object (an organelle outline, say) join;
-    cells separated by a confident boundary stay apart.
+    contact is below ``threshold`` (mean agglomeration on the region graph, as for affinities; means are
+    recomputed as objects merge). Watershed cells split by a faint line inside one object (an organelle
+    outline, say) join; cells separated by a confident boundary stay apart.
 
     Args:
         labels: objects (0 = background, never merged).
@@ -127,8 +135,6 @@ def merge_weak_boundaries(labels: np.ndarray, boundary: np.ndarray, threshold: f
     Returns:
         uint32 labels with consecutive ids.
     """
-    from workbench.segmentation.affinity import agglomerate, region_graph
-
     labels = np.asarray(labels)
     pairs, sums, counts = region_graph(labels, boundary_edge_affinities(boundary, axes), axes)
     mapping = agglomerate(pairs, sums, counts, int(labels.max(initial=0)) + 1, 1.0 - float(threshold))

@@ -5,7 +5,21 @@ OME-Zarr (raw + NGFF labels ``instances`` and ``semantic``) block by block, for 
 """
 
 from workbench.synthetic.classes import SEMANTIC_CLASSES
-from workbench.synthetic.sample import DEFAULT_SHAPE, SampleArrays, generate_sample, make_sample
+from workbench.synthetic.sample import (
+    DEFAULT_SHAPE,
+    SampleArrays,
+    SampleOptions,
+    generate_sample,
+    make_sample,
+)
 from workbench.synthetic.scene import SampleConfig
 
-__all__ = ["DEFAULT_SHAPE", "SEMANTIC_CLASSES", "SampleArrays", "SampleConfig", "generate_sample", "make_sample"]
+__all__ = [
+    "DEFAULT_SHAPE",
+    "SEMANTIC_CLASSES",
+    "SampleArrays",
+    "SampleConfig",
+    "SampleOptions",
+    "generate_sample",
+    "make_sample",
+]

@@ -38,12 +38,14 @@ def halo_xy(scene: Scene) -> int:
     return _radius(psf) + 2
 
 
-def render_block(scene: Scene, z0: int, z1: int, y0: int, y1: int, x0: int, x1: int):
-    """Render sections ``[z0, z1)``, rows ``[y0, y1)``, columns ``[x0, x1)``.
+def render_block(scene: Scene, region):
+    """Render ``region`` = ``(slice(z0, z1), slice(y0, y1), slice(x0, x1))``: sections ``[z0, z1)``, rows
+    ``[y0, y1)``, columns ``[x0, x1)`` (plain ``(start, stop)`` pairs work too).
 
     Returns:
         ``(raw uint8, instances uint32, semantic uint8)``, each of shape ``(z1-z0, y1-y0, x1-x0)``.
     """
+    (z0, z1), (y0, y1), (x0, x1) = ((r.start, r.stop) if isinstance(r, slice) else tuple(r) for r in region)
     shape = (z1 - z0, y1 - y0, x1 - x0)
     raw = np.empty(shape, np.uint8)
     inst = np.empty(shape, np.uint32)
@@ -167,19 +169,10 @@ def _up_linear(c: np.ndarray, off: tuple[int, int], n: tuple[int, int]) -> np.nd
     return np.ascontiguousarray(t[:, off[0] - 2 : off[0] - 2 + n[0], off[1] - 2 : off[1] - 2 + n[1]])
 
 
-def _render_run(scene: Scene, za: int, zb: int, y0: int, y1: int, x0: int, x1: int, shift):
-    cfg = scene.config
+def _warp(scene: Scene, ys, xs, zf):
+    """The coarse grid (twice as coarse in y and x, samples at 2k + 0.5, global alignment) and the warped
+    (y, x) coordinates ``U, V`` on it: ``(kys, kxs, ycf, xcf, U, V)``."""
     C = scene.cell
-    H = halo_xy(scene)
-    sy, sx = int(shift[0]), int(shift[1])
-    zz = np.arange(za - 1, zb + 1, dtype=np.int64)  # one section of context on each side
-    ys = np.arange(y0 - H, y1 + H, dtype=np.int64) + sy
-    xs = np.arange(x0 - H, x1 + H, dtype=np.int64) + sx
-    zf = zz.astype(np.float64)
-
-    # The partition is computed on a grid twice as coarse in y and x (samples at 2k + 0.5, global
-    # alignment), then the wall measure is interpolated bilinearly and the ids taken from the 2 x 2 block's
-    # sample. Ids only change inside the membrane band, so this costs no visible detail and saves 4x.
     kys = np.arange(ys[0] // 2 - 1, ys[-1] // 2 + 2, dtype=np.int64)
     kxs = np.arange(xs[0] // 2 - 1, xs[-1] // 2 + 2, dtype=np.int64)
     ycf, xcf = 2.0 * kys + 0.5, 2.0 * kxs + 0.5
@@ -193,12 +186,13 @@ def _render_run(scene: Scene, za: int, zb: int, y0: int, y1: int, x0: int, x1: i
     V += noise.value_noise(_keys(scene, _WARP_X + 100), zf, ycf, xcf, (6.0, 0.3 * C, 0.3 * C)) * np.float32(0.35)
     V *= amp
     V += xcf.astype(np.float32)[None, None, :]
-    cid1, cid2, cf, cg = _partition(scene, zz, ycf, xcf, U, V)
-    del U, V
-    off = (int(ys[0] - 2 * kys[0]), int(xs[0] - 2 * kxs[0]))
-    n = (len(ys), len(xs))
+    return kys, kxs, ycf, xcf, U, V
+
+
+def _coarse_fields(scene: Scene, zf, zc, kys, kxs, ycf, xcf, cid1, cf, cg):
+    """Wall measure (in membrane thicknesses), shading, per-cell tone and speckle density on the coarse
+    grid: all smooth or constant per cell. ``(cf, shade, tone, speckle)``."""
     inner = slice(1, -1)
-    zc = zz[inner]
     mem = np.float32(scene.membrane_px)
     # walls (f) and three-cell junctions (g) widen into dark triangles, rounding the cell corners
     cf = np.minimum(cf[inner], (cg[inner] - np.float32(1.2) * mem) * np.float32(0.6) + mem)
@@ -220,14 +214,12 @@ def _render_run(scene: Scene, za: int, zb: int, y0: int, y1: int, x0: int, x1: i
     tone *= np.float32(1.0 / 16777216.0)
     speckle = (tone * np.float32(24.0)).astype(np.uint32)
     speckle += np.uint32(4)
+    return cf, shade, tone, speckle
 
-    id1 = _up_nearest(cid1, off, n)
-    id2 = _up_nearest(cid2[inner], off, n)
-    del cid1, cid2
-    fn = _up_linear(cf, off, n)
-    del cf
 
-    # one-sided neighbour differences: every pair of touching voxels with different cells gets a wall
+def _walls(id1, fn):
+    """One-sided neighbour differences: every pair of touching voxels with different cells gets a wall.
+    ``(a1, smear, boundary)``: the inner sections' ids, z-only walls, all walls."""
     zdiff = id1[1:-1] != id1[2:]
     a1 = id1[1:-1]
     xydiff = np.zeros(a1.shape, bool)
@@ -236,20 +228,21 @@ def _render_run(scene: Scene, za: int, zb: int, y0: int, y1: int, x0: int, x1: i
     wall = fn < np.float32(1.0)
     smear = zdiff & ~wall & ~xydiff
     boundary = wall | xydiff | zdiff
-    del zdiff, xydiff, wall
-    shp = a1.shape
+    return a1, smear, boundary
 
-    # cytoplasm: per-cell tone, slow shading, fine grain with dark granules (the PSF blurs them)
+
+def _cytoplasm(scene: Scene, tone, shade, speckle, fn, smear, zc, ys, xs, off, n):
+    """The image before the microscope: per-cell tone, slow shading, fine grain with dark granules
+    (the PSF blurs them) and membranes."""
     img = _up_nearest(tone, off, n)
     img *= np.float32(34.0)
     img += np.float32(138.0)
     img += _up_linear(shade, off, n)
-    del shade, tone
     h = noise.hash_grid(_keys(scene, _TEX), zc, ys, xs)
     img += noise.normal_from_hash(h) * np.float32(30.0)
     # 0.4-2.7% of pixels, denser in some cells
     img -= ((h >> np.uint32(22)) < _up_nearest(speckle, off, n)) * np.float32(60.0)
-    del h, speckle
+    del h
 
     # membranes darken with a soft profile (wider and greyer where a wall is oblique to the section)
     prof = np.multiply(fn, fn)
@@ -259,16 +252,13 @@ def _render_run(scene: Scene, za: int, zb: int, y0: int, y1: int, x0: int, x1: i
     img -= prof
     del prof
     img -= smear * np.float32(55.0)
-    del smear
+    return img
 
-    sem = np.zeros(shp, np.uint8)
-    zs_ = zc  # global section index of each plane of the arrays
-    _draw_mitochondria(scene, img, sem, a1, fn, zs_, ys, xs)
-    _draw_synapses(scene, img, sem, a1, id2, fn, boundary, zs_, ys, xs)
-    sem[boundary & (sem != CLEFT)] = MEMBRANE
-    instances = np.where((sem == MEMBRANE) | (sem == CLEFT), np.uint32(0), a1)
 
-    # microscope: blur, crop the halo, contrast drift, shot and read noise
+def _microscope(scene: Scene, img, za: int, zb: int, y0: int, y1: int, x0: int, x1: int):
+    """Blur, crop the halo, contrast drift, shot and read noise: the uint8 raw block."""
+    cfg = scene.config
+    H = halo_xy(scene)
     psf = cfg.psf_sigma_nm / scene.px
     img = ndimage.gaussian_filter(img, (0, psf, psf), truncate=TRUNCATE)
     crop = (slice(None), slice(H, -H), slice(H, -H))
@@ -294,7 +284,48 @@ def _render_run(scene: Scene, za: int, zb: int, y0: int, y1: int, x0: int, x1: i
     raw = img.astype(np.uint8)
     if scene.artifacts and len(scene.missing):
         raw[np.isin(zo, scene.missing)] = 0
-    return raw, instances[crop], sem[crop]
+    return raw
+
+
+def _render_run(scene: Scene, za: int, zb: int, y0: int, y1: int, x0: int, x1: int, shift):
+    H = halo_xy(scene)
+    sy, sx = int(shift[0]), int(shift[1])
+    zz = np.arange(za - 1, zb + 1, dtype=np.int64)  # one section of context on each side
+    ys = np.arange(y0 - H, y1 + H, dtype=np.int64) + sy
+    xs = np.arange(x0 - H, x1 + H, dtype=np.int64) + sx
+    zf = zz.astype(np.float64)
+
+    # The partition is computed on a grid twice as coarse in y and x (samples at 2k + 0.5, global
+    # alignment), then the wall measure is interpolated bilinearly and the ids taken from the 2 x 2 block's
+    # sample. Ids only change inside the membrane band, so this costs no visible detail and saves 4x.
+    kys, kxs, ycf, xcf, U, V = _warp(scene, ys, xs, zf)
+    cid1, cid2, cf, cg = _partition(scene, zz, ycf, xcf, U, V)
+    del U, V
+    off = (int(ys[0] - 2 * kys[0]), int(xs[0] - 2 * kxs[0]))
+    n = (len(ys), len(xs))
+    inner = slice(1, -1)
+    zc = zz[inner]
+    cf, shade, tone, speckle = _coarse_fields(scene, zf, zc, kys, kxs, ycf, xcf, cid1, cf, cg)
+    del cg
+
+    id1 = _up_nearest(cid1, off, n)
+    id2 = _up_nearest(cid2[inner], off, n)
+    del cid1, cid2
+    fn = _up_linear(cf, off, n)
+    del cf
+    a1, smear, boundary = _walls(id1, fn)
+    img = _cytoplasm(scene, tone, shade, speckle, fn, smear, zc, ys, xs, off, n)
+    del shade, tone, speckle, smear
+
+    sem = np.zeros(a1.shape, np.uint8)
+    zs_ = zc  # global section index of each plane of the arrays
+    _draw_mitochondria(scene, img, sem, a1, fn, zs_, ys, xs)
+    _draw_synapses(scene, img, sem, a1, id2, fn, boundary, zs_, ys, xs)
+    sem[boundary & (sem != CLEFT)] = MEMBRANE
+    instances = np.where((sem == MEMBRANE) | (sem == CLEFT), np.uint32(0), a1)
+
+    crop = (slice(None), slice(H, -H), slice(H, -H))
+    return _microscope(scene, img, za, zb, y0, y1, x0, x1), instances[crop], sem[crop]
 
 
 def _overlap(lo, hi, a, b):

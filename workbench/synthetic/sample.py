@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from workbench.blocks import run_threaded
 from workbench.errors import WorkbenchError
+from workbench.progress import as_progress
 from workbench.synthetic.classes import SEMANTIC_CLASSES
 from workbench.synthetic.render import render_block
 from workbench.synthetic.scene import SampleConfig, build_scene
@@ -61,44 +62,42 @@ def _blocks(shape, block) -> Iterator[tuple[slice, slice, slice]]:
                 yield tuple(slice(o, min(o + b, n)) for o, b, n in zip((z, y, x), block, shape))
 
 
-def _run(tasks, fn, on_done: Callable[[Any], None], should_stop, where, workers: int = WORKERS) -> None:
-    """``fn`` over ``tasks`` on a thread pool (numpy and scipy release the GIL), at most 2 x workers pending."""
-    pending: set[Future] = set()
-    with ThreadPoolExecutor(workers) as pool:
-        try:
-            for task in tasks:
-                if should_stop is not None and should_stop():
-                    raise WorkbenchError("stopped before completion", where)
-                while len(pending) >= 2 * workers:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        on_done(fut.result())
-                pending.add(pool.submit(fn, task))
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    on_done(fut.result())
-        finally:
-            for fut in pending:
-                fut.cancel()
+def _run(tasks, fn, on_done, should_stop, where) -> None:
+    """``fn`` over ``tasks`` on :data:`WORKERS` threads (numpy and scipy release the GIL), at most 2 x workers
+    pending (:func:`workbench.blocks.run_threaded`).
+
+    Raises:
+        WorkbenchError: ``should_stop`` returned True (the blocks in flight finish first).
+    """
+    if not run_threaded(fn, tasks, WORKERS, in_flight=2 * WORKERS, on_done=on_done, should_stop=should_stop):
+        raise WorkbenchError("stopped before completion", where)
 
 
-class _Progress:
-    """``progress``: None, a tqdm-like object (``update(n)``, ``total``) or ``callable(done, total)``."""
+@dataclass(frozen=True)
+class SampleOptions:
+    """The knobs of :func:`generate_sample`, checked when created.
 
-    def __init__(self, progress: Any, total: int):
-        self.p, self.total, self.done = progress, int(total), 0
-        if progress is not None and hasattr(progress, "update") and getattr(progress, "total", 1) in (None, 0):
-            progress.total = self.total
+    Attributes:
+        artifacts: add EM artifacts (missing sections, misaligned sections, contrast drift).
+        block_shape: (z, y, x) rendered per task (default :data:`DEFAULT_BLOCK`); memory grows with it,
+            the output does not depend on it.
+        overwrite: replace an existing output.
+        config: physical parameters (:class:`SampleConfig`).
 
-    def __call__(self, n: int) -> None:
-        self.done += int(n)
-        if self.p is None:
-            return
-        if hasattr(self.p, "update"):
-            self.p.update(int(n))
-        else:
-            self.p(self.done, self.total)
+    Raises:
+        WorkbenchError: ``block_shape`` not three positive integers.
+    """
+
+    artifacts: bool = False
+    block_shape: tuple[int, int, int] | None = None
+    overwrite: bool = False
+    config: SampleConfig | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "artifacts", bool(self.artifacts))
+        object.__setattr__(self, "overwrite", bool(self.overwrite))
+        if self.block_shape is not None:
+            object.__setattr__(self, "block_shape", check_shape(self.block_shape))
 
 
 def make_sample(
@@ -129,10 +128,10 @@ def make_sample(
     sem = np.empty(shape, np.uint8)
 
     def one(reg):
-        r, i, s = render_block(scene, *(v for sl in reg for v in (sl.start, sl.stop)))
+        r, i, s = render_block(scene, reg)
         raw[reg], inst[reg], sem[reg] = r, i, s
 
-    _run(_blocks(shape, block), one, lambda _: None, None, None)
+    run_threaded(one, _blocks(shape, block), WORKERS, in_flight=2 * WORKERS)
     return SampleArrays(raw, inst, sem, tuple(scene.config.voxel_size))
 
 
@@ -142,24 +141,45 @@ def _chunks_for(block, default=(16, 256, 256)) -> tuple[int, int, int]:
 
 
 def _label_colors() -> list[dict]:
-    out = []
-    for c in SEMANTIC_CLASSES:
-        h = c["color"].lstrip("#")
-        rgba = [int(h[i : i + 2], 16) for i in (0, 2, 4)] + [0 if c["id"] == 0 else 255]
-        out.append({"label-value": c["id"], "rgba": rgba})
-    return out
+    from workbench.classes import hex_to_rgb
+
+    return [{"label-value": c["id"], "rgba": [*hex_to_rgb(c["color"]), 0 if c["id"] == 0 else 255]}
+            for c in SEMANTIC_CLASSES]
+
+
+def _create_images(out: Path, shape, vs, chunks, overwrite: bool, extra: dict, images: list) -> None:
+    """The raw image and its two label images (appended to ``images`` as they are made), all in the raw
+    image's temporary tree so everything appears at once."""
+    import zarr
+
+    from workbench.io.omezarr import NGFF_VERSION, WriteOptions, create_ome_zarr_image
+
+    raw_img = create_ome_zarr_image(out, shape, np.uint8, WriteOptions(name="raw", voxel_size=vs, chunks=chunks,
+                                                                        overwrite=overwrite))
+    images.append(raw_img)
+    zarr.open_group(str(raw_img.tmp_path / "labels"), mode="a", zarr_format=2)
+    for name, dtype in (("instances", np.uint32), ("semantic", np.uint8)):
+        images.append(create_ome_zarr_image(raw_img.tmp_path / "labels" / name, shape, dtype,
+                                            WriteOptions(name=name, voxel_size=vs, chunks=chunks, labels=True)))
+    images[2].extra_attrs = {
+        "image-label": {
+            "version": NGFF_VERSION,
+            "source": {"image": "../../"},
+            "colors": _label_colors(),
+            "properties": [{"label-value": c["id"], "class": c["name"]} for c in SEMANTIC_CLASSES],
+        }
+    }
+    raw_img.extra_attrs = extra
 
 
 def generate_sample(
     out: str | Path,
     shape=DEFAULT_SHAPE,
     seed: int = 0,
-    artifacts: bool = False,
-    block_shape=None,
+    options: SampleOptions | None = None,
+    *,
     progress: Any = None,
-    overwrite: bool = False,
     should_stop: Callable[[], bool] | None = None,
-    config: SampleConfig | None = None,
 ) -> Path:
     """Write a synthetic EM volume with ground truth as OME-Zarr, block by block in bounded memory.
 
@@ -169,10 +189,9 @@ def generate_sample(
 
     Args:
         out: the ``.zarr`` folder to create.
-        shape, seed, artifacts, config: as in :func:`make_sample`.
-        block_shape: (z, y, x) rendered per task (default :data:`DEFAULT_BLOCK`); memory grows with it.
+        shape, seed: as in :func:`make_sample`.
+        options: :class:`SampleOptions` (artifacts, block shape, overwrite, config).
         progress: tqdm-like object or ``callable(done, total)``; counts raw bytes (voxels) written.
-        overwrite: replace an existing ``out``.
         should_stop: polled between blocks; True stops and removes the partial output.
 
     Returns:
@@ -181,59 +200,38 @@ def generate_sample(
     Raises:
         WorkbenchError: bad shape, ``out`` exists without ``overwrite``, stopped.
     """
-    from workbench.io.omezarr import NGFF_VERSION, create_ome_zarr_image
-
+    o = options or SampleOptions()
     out = Path(out).expanduser().absolute()
     shape = check_shape(shape, out)
-    block = check_shape(block_shape or DEFAULT_BLOCK, out)
+    block = check_shape(o.block_shape or DEFAULT_BLOCK, out)
     block = tuple(min(b, n) for b, n in zip(block, shape))
-    if out.exists() and not overwrite:
+    if out.exists() and not o.overwrite:
         raise WorkbenchError("output already exists; use --overwrite (overwrite=True) to replace it", out)
-    scene = build_scene(shape, seed, artifacts, config)
-    vs = tuple(scene.config.voxel_size)
-    chunks = _chunks_for(block)
-    raw_img = create_ome_zarr_image(out, shape, np.uint8, vs, chunks, labels=False, name="raw", overwrite=overwrite)
-    images = [raw_img]
+    scene = build_scene(shape, seed, o.artifacts, o.config)
+    extra = {
+        "workbench": {
+            "synthetic": {"seed": int(seed), "shape": list(shape), "artifacts": o.artifacts},
+            "semantic_classes": SEMANTIC_CLASSES,
+        }
+    }
+    images: list = []
     try:
-        # the label images live inside the raw image's temporary tree, so everything appears at once
-        import zarr
-
-        zarr.open_group(str(raw_img.tmp_path / "labels"), mode="a", zarr_format=2)
-        inst_img = create_ome_zarr_image(raw_img.tmp_path / "labels" / "instances", shape, np.uint32, vs, chunks,
-                                         labels=True, name="instances")
-        images.append(inst_img)
-        sem_img = create_ome_zarr_image(raw_img.tmp_path / "labels" / "semantic", shape, np.uint8, vs, chunks,
-                                        labels=True, name="semantic")
-        images.append(sem_img)
-        sem_img.extra_attrs = {
-            "image-label": {
-                "version": NGFF_VERSION,
-                "source": {"image": "../../"},
-                "colors": _label_colors(),
-                "properties": [{"label-value": c["id"], "class": c["name"]} for c in SEMANTIC_CLASSES],
-            }
-        }
-        raw_img.extra_attrs = {
-            "workbench": {
-                "synthetic": {"seed": int(seed), "shape": list(shape), "artifacts": bool(artifacts)},
-                "semantic_classes": SEMANTIC_CLASSES,
-            }
-        }
-        total = int(np.prod(shape, dtype=np.int64)) + sum(img.pyramid_bytes() for img in images[:1])
-        prog = _Progress(progress, total)
+        _create_images(out, shape, tuple(scene.config.voxel_size), _chunks_for(block), o.overwrite, extra, images)
+        raw_img, inst_img, sem_img = images
+        prog = as_progress(progress, total=int(np.prod(shape, dtype=np.int64)) + raw_img.pyramid_bytes())
 
         def one(reg):
-            r, i, s = render_block(scene, *(v for sl in reg for v in (sl.start, sl.stop)))
+            r, i, s = render_block(scene, reg)
             raw_img.write_block(reg, r)
             inst_img.write_block(reg, i)
             sem_img.write_block(reg, s)
             return r.size
 
-        _run(_blocks(shape, block), one, prog, should_stop, out)
+        _run(_blocks(shape, block), one, prog.advance, should_stop, out)
         inst_img.finalize(should_stop=should_stop)
         sem_img.finalize(should_stop=should_stop)
         raw_img.finalize(progress=lambda done, tot: None, should_stop=should_stop)
-        prog(raw_img.pyramid_bytes())
+        prog.advance(raw_img.pyramid_bytes())
     except BaseException:
         for img in images[::-1]:
             img.abort()

@@ -3,7 +3,7 @@
 
 from workbench.training.config import AugmentConfig, TrainConfig
 from workbench.training.hooks import Hook, Step
-from workbench.training.predictor import load_run
+from workbench.training.runs import load_run
 from workbench.training.trainer import Trainer
 
 __all__ = ["AugmentConfig", "Hook", "Step", "TrainConfig", "Trainer", "load_run"]

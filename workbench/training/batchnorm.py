@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,17 +61,33 @@ def volume_tiles(shape: Sequence[int], tile_shape: Sequence[int], max_voxels: in
     return grid
 
 
-def recalibrate_batchnorm(model, volume: np.ndarray, tile_shape: Sequence[int], spatial_dims: int, device,
-                          memory_format=None, max_voxels: int = DEFAULT_MAX_VOXELS, batch_size: int = 4,
-                          seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class TileSampling:
+    """Which tiles of a volume a BatchNorm recalibration passes through the model.
+
+    Attributes:
+        tile_shape: (z, y, x) tile size; 2D models (``spatial_dims`` 2) need z = 1.
+        spatial_dims: 2 (tiles enter as (B, 1, y, x)) or 3.
+        max_voxels, seed: tiles beyond this many voxels are left out at random (seeded).
+        batch_size: tiles per forward pass.
+    """
+
+    tile_shape: tuple[int, ...]
+    spatial_dims: int
+    max_voxels: int = DEFAULT_MAX_VOXELS
+    batch_size: int = 4
+    seed: int = 0
+
+
+def recalibrate_batchnorm(model, volume: np.ndarray, sampling: TileSampling, device="cpu",
+                          memory_format=None) -> dict:
     """Recompute the BatchNorm running statistics of ``model`` over tiles of ``volume``.
 
     Args:
         model: a torch module with one input channel; its weights are not changed.
         volume: the normalised image (Z, Y, X), float32.
-        tile_shape: (z, y, x) tile size; 2D models (``spatial_dims`` 2) need z = 1.
+        sampling: the tiles (:class:`TileSampling`).
         device, memory_format: where and in which layout the model runs.
-        max_voxels, seed: tiles beyond this many voxels are left out at random (seeded).
 
     Returns:
         ``{"tiles": n, "voxels": v, "seconds": s}`` (zeros when the model has no BatchNorm).
@@ -81,12 +98,13 @@ def recalibrate_batchnorm(model, volume: np.ndarray, tile_shape: Sequence[int], 
     if not has_batchnorm(model):
         return {"tiles": 0, "voxels": 0, "seconds": 0.0}
     t0 = time.monotonic()
-    tiles = volume_tiles(volume.shape, tile_shape, max_voxels, seed)
+    tiles = volume_tiles(volume.shape, sampling.tile_shape, sampling.max_voxels, sampling.seed)
 
     def batches():
-        for i in range(0, len(tiles), batch_size):
-            x = torch.from_numpy(np.stack([volume[t] for t in tiles[i:i + batch_size]]))[:, None]
-            if spatial_dims == 2:
+        n = sampling.batch_size
+        for i in range(0, len(tiles), n):
+            x = torch.from_numpy(np.stack([volume[t] for t in tiles[i:i + n]]))[:, None]
+            if sampling.spatial_dims == 2:
                 x = x[:, :, 0]
             x = x.to(device)
             yield x.contiguous(memory_format=memory_format) if memory_format is not None else x

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.training.runs import load_run
+from workbench.training.strategies import strategy_for
 
 FORMATS = ("torchscript", "onnx", "bioimageio")
 
@@ -49,10 +51,8 @@ def _example_shape(predictor) -> tuple[int, ...]:
 
 
 def _load(run_dir):
-    from workbench.training.predictor import load_run
-
     predictor = load_run(run_dir, device="cpu")
-    if predictor.info.kind != "torch":
+    if not strategy_for(predictor.info).exportable:
         raise WorkbenchError(f"architecture {predictor.arch!r} is not a neural network: it cannot be exported", run_dir)
     return predictor
 

@@ -330,12 +330,13 @@ class BatchNormRecalibration(Hook):
             trainer.net.load_state_dict(state["bn_training"], strict=False)
 
     def on_train_end(self, trainer: Trainer) -> None:
-        from workbench.training.batchnorm import batchnorm_buffers, recalibrate_batchnorm
+        from workbench.training.batchnorm import TileSampling, batchnorm_buffers, recalibrate_batchnorm
 
         if trainer.model is trainer.net:  # a teacher's statistics are copied from the student at each step
             self.bn_training.update(batchnorm_buffers(trainer.net))
-        self.report = recalibrate_batchnorm(trainer.model, self.volume, self.tile, trainer.info.dims,
-                                            trainer.device, trainer.memory_format, seed=self.seed)
+        sampling = TileSampling(tuple(self.tile), trainer.info.dims, seed=self.seed)
+        self.report = recalibrate_batchnorm(trainer.model, self.volume, sampling, trainer.device,
+                                            trainer.memory_format)
         trainer.bn_recalibration = self.report
 
     def on_checkpoint(self, trainer: Trainer, state: dict) -> None:

@@ -1,4 +1,7 @@
-"""``load_run``: a trained run as a :class:`Predictor` (raw block in, probabilities out)."""
+"""The predictors of trained runs (raw block in, probabilities out): a network and a random forest.
+
+Both implement :class:`~workbench.models.predictor.Predictor`; ``workbench.training.load_run`` builds the
+right one for a run through its kind's strategy."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from workbench.training.checkpoint import CHECKPOINT_NAME
 from workbench.training.config import TrainConfig
 from workbench.training.data import normalise
 
@@ -16,10 +19,15 @@ SLICE_BATCH_PIXELS = 2_000_000
 
 
 class _PredictorBase:
-    """Shared attributes: ``spatial_dims``, ``out_channels``, ``channel_names``, ``halo``, ``config``."""
+    """The attributes of the Predictor Protocol (``workbench.models.predictor``) plus ``config`` and ``info``."""
+
+    #: raw channels the models take
+    in_channels = 1
+    #: no own tile size: blockwise inference chooses
+    tile_shape: tuple[int, ...] | None = None
 
     def __init__(self, run_dir: Path, config: TrainConfig, state: dict, info):
-        self.run_dir = Path(run_dir)
+        self.run_dir: Path | None = Path(run_dir)
         self.config = config
         self.arch = info.name
         self.info = info
@@ -92,42 +100,16 @@ class TorchPredictor(_PredictorBase):
 
 
 class ForestPredictor(_PredictorBase):
-    """A trained random forest, applied slice by slice."""
+    """A trained random forest, applied slice by slice (on the CPU)."""
 
     def __init__(self, run_dir, config, state, info):
         super().__init__(run_dir, config, state, info)
+        self.device = "cpu"
         self.model = info.build(1, self.out_channels, **state.get("arch_options", config.arch_options))
         self.model.load_state_dict(state["forest"])
 
     def predict(self, block) -> np.ndarray:
+        """Raw block (z, y, x) in the raw dtype -> float32 (out_channels, z, y, x)."""
         block = self._check(block)
         x = normalise(block, self.normalisation)
         return np.stack([self.model.predict_slice(s) for s in x], axis=1)
-
-
-def load_run(run_dir, device: str = "auto"):
-    """Rebuild the model of a training run from ``config.json`` and ``checkpoint.pt``.
-
-    Returns:
-        a Predictor (``spatial_dims``, ``out_channels``, ``channel_names``, ``halo``, ``predict(block)``).
-
-    Raises:
-        WorkbenchError: not a run directory, no checkpoint yet, or a checkpoint of another architecture.
-    """
-    from workbench.models import get_architecture
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise WorkbenchError("no such run directory", run_dir)
-    config = TrainConfig.load(run_dir / "config.json")
-    info = get_architecture(config.arch)
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    if state.get("arch") != config.arch:
-        raise WorkbenchError(
-            f"checkpoint is from architecture {state.get('arch')!r} but config.json says {config.arch!r}",
-            run_dir / CHECKPOINT_NAME)
-    if info.kind == "forest":
-        return ForestPredictor(run_dir, config, state, info)
-    from workbench.device import pick_device
-
-    return TorchPredictor(run_dir, config, state, info, pick_device(device))

@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from workbench.device import pick_device
 from workbench.errors import WorkbenchError
+from workbench.models.predictor import Predictor
 from workbench.training.batches import BatchMaker
 from workbench.training.hooks import (
     BatchNormRecalibration,
@@ -24,6 +26,7 @@ from workbench.training.hooks import (
     Validation,
     class_scores,
 )
+from workbench.training.predictor import ForestPredictor, TorchPredictor
 from workbench.training.sampler import PatchSampler
 from workbench.training.targets import IGNORE_INDEX, boundary_map
 
@@ -36,12 +39,15 @@ class TrainingStrategy(Protocol):
     """What the Trainer needs of a model kind."""
 
     kind: str
-    #: the progress total of a run (None: the config's iterations)
+    #: a network that ``workbench export`` can write as TorchScript, ONNX or a BioImage Model Zoo zip
+    exportable: bool
+
     def total(self, config: TrainConfig) -> int | None: ...
     def check_config(self, config: TrainConfig) -> None: ...
     def prepare(self, trainer: Trainer) -> None: ...
     def fit(self, trainer: Trainer) -> None: ...
     def state(self, trainer: Trainer) -> dict: ...
+    def predictor(self, run_dir, config: TrainConfig, state: dict, info, device: str) -> Predictor: ...
 
 
 def balance_map(task_kind: str, labels: np.ndarray) -> np.ndarray:
@@ -61,6 +67,7 @@ class TorchStrategy:
     """A ``torch.nn.Module`` trained by the hook loop (``workbench.training.loop.fit``)."""
 
     kind = "torch"
+    exportable = True
 
     def total(self, config: TrainConfig) -> int | None:
         return config.iterations
@@ -151,11 +158,16 @@ class TorchStrategy:
             "rng": {"torch": torch.get_rng_state()},
         }
 
+    def predictor(self, run_dir, config: TrainConfig, state: dict, info, device: str) -> Predictor:
+        """The trained network of a run on ``device``."""
+        return TorchPredictor(run_dir, config, state, info, pick_device(device))
+
 
 class ForestStrategy:
     """A random forest on filter features, fitted once on the labelled voxels of the labelled slices."""
 
     kind = "forest"
+    exportable = False
 
     def total(self, config: TrainConfig) -> int | None:
         return 1
@@ -217,6 +229,10 @@ class ForestStrategy:
         import torch
 
         return {"forest": trainer.model.state_dict(), "rng": {"torch": torch.get_rng_state()}}
+
+    def predictor(self, run_dir, config: TrainConfig, state: dict, info, device: str) -> Predictor:
+        """The fitted forest of a run (on the CPU whatever ``device`` says)."""
+        return ForestPredictor(run_dir, config, state, info)
 
 
 STRATEGIES: dict[str, TrainingStrategy] = {"torch": TorchStrategy(), "forest": ForestStrategy()}

@@ -59,7 +59,8 @@ class Trainer:
         progress: tqdm-like object or callable ``(iteration, total)`` (``workbench.progress``).
         on_metrics: called with each metrics dict as it is logged.
         should_stop: polled every iteration; training ends (with a checkpoint) when it returns True.
-        resume: continue from ``run_dir/checkpoint.pt`` when it exists.
+        resume: ``True``: continue from ``run_dir/checkpoint.pt`` (a one-line error when there is none yet);
+            ``"if-present"``: continue when it exists, else start afresh; ``False``: start afresh.
         hooks: extra :class:`~workbench.training.hooks.Hook` s, run after the built-in ones.
 
     Raises:
@@ -68,7 +69,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, raw, labels, run_dir, progress=None, on_metrics=None,
-                 should_stop: Callable[[], bool] | None = None, resume: bool = False,
+                 should_stop: Callable[[], bool] | None = None, resume: bool | str = False,
                  hooks: list[Hook] | tuple[Hook, ...] = ()):
         config.validate()
         self.config = config
@@ -144,8 +145,15 @@ class Trainer:
 
     def _read_resume_state(self) -> dict | None:
         path = self.run_dir / CHECKPOINT_NAME
-        if not (self.resume and path.exists()):
+        if self.resume not in (True, False, "if-present"):
+            raise ValueError(f"resume must be True, False or 'if-present', got {self.resume!r}")
+        if not self.resume:
             return None
+        if not path.exists():
+            if self.resume == "if-present":
+                return None
+            raise WorkbenchError("no checkpoint to resume from yet: train without --resume, or use "
+                                 "--resume-or-start to start afresh when there is none", self.run_dir)
         state = load_checkpoint(path)
         if state.get("arch") != self.config.arch:
             raise WorkbenchError(
@@ -274,7 +282,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "arch": self.config.arch,
-            "kind": self.info.kind,
+            "kind": str(self.info.kind),
             "arch_options": self.info.options(**self.config.arch_options),
             "config": json.loads(json.dumps(self.config.to_dict())),
             "normalisation": dict(self.normalisation),
@@ -305,6 +313,24 @@ class Trainer:
         metrics = self.run_dir / "metrics.jsonl"
         if self.resume_state is None and metrics.exists():
             metrics.unlink()
+        elif self.resume_state is not None and metrics.exists():
+            self._truncate_metrics(metrics, self.start_iteration)
+
+    @staticmethod
+    def _truncate_metrics(metrics: Path, iteration: int) -> None:
+        """Drop the records after the checkpoint's ``iteration`` (a killed run logged past its last checkpoint:
+        the resumed run logs those iterations again), atomically; an unreadable tail line is dropped too."""
+        keep = []
+        for line in metrics.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the kill
+            if int(record.get("iteration", 0)) <= iteration:
+                keep.append(line)
+        tmp = metrics.with_name(metrics.name + ".tmp")
+        tmp.write_text("".join(f"{line}\n" for line in keep))
+        tmp.replace(metrics)
 
     def run(self) -> dict | None:
         """Train until the iterations or minutes are used up or a stop is asked; returns the last metrics."""

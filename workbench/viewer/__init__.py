@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
-from workbench.viewer.colors import PALETTE, ClassInfo, default_color, normalize_classes
+from workbench.classes import PALETTE, ClassInfo, default_color, normalize_classes
 from workbench.viewer.state import (
     DISPLAY_DIMENSIONS,
+    ProbabilityStyle,
     add_draw_layers,
     add_image_layer,
     add_instance_layer,
@@ -25,6 +26,7 @@ from workbench.viewer.strokes import Stroke, strokes_from_state
 __all__ = [
     "DISPLAY_DIMENSIONS",
     "PALETTE",
+    "ProbabilityStyle",
     "ClassInfo",
     "Stroke",
     "WorkbenchViewer",

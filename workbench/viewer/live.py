@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from workbench.classes import default_color, normalize_classes
 from workbench.errors import WorkbenchError
+from workbench.ports import port_is_free, register_proxy_port
 from workbench.viewer import state as st
-from workbench.viewer.colors import default_color, normalize_classes
 from workbench.viewer.sources import CallbackReader, local_volume
 from workbench.viewer.strokes import Stroke, strokes_from_state
 
@@ -31,19 +31,6 @@ RAW, LABELS, SEGMENTATION, UNCERTAINTY = "raw", "annotations", "segmentation", "
 COMMIT_KEY, UNDO_KEY = "alt+keyc", "alt+keyz"
 
 _server_lock = threading.Lock()
-
-
-def port_is_free(bind: str, port: int) -> bool:
-    """True when ``bind:port`` can be listened on now (port 0 is always free)."""
-    if int(port) == 0:
-        return True
-    with socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((bind, int(port)))
-        except OSError:
-            return False
-    return True
 
 
 def start_server(bind: str = "127.0.0.1", port: int = 0) -> str:
@@ -65,8 +52,6 @@ def start_server(bind: str = "127.0.0.1", port: int = 0) -> str:
             running = ng_server.global_server_args.get("bind_address")
             if running != bind or (port and server_port() != int(port)):
                 log.warning("Neuroglancer server already running at %s; keeping it", ng_server.get_server_url())
-        from workbench.server import register_proxy_port
-
         register_proxy_port(server_port())  # lets `workbench app`'s proxy reach it (no-op elsewhere)
         return ng_server.get_server_url()
 
@@ -307,7 +292,8 @@ class WorkbenchViewer:
                 else local_volume(data, self.voxel_size, volume_type="image", channel=i)
             )
         with self._lock, self.viewer.txn() as s:
-            layer_names = st.add_probability_layers(s, sources, names, colors, dtype=np.dtype(first.dtype), prefix=prefix)
+            layer_names = st.add_probability_layers(
+                s, sources, names, colors, st.ProbabilityStyle(dtype=np.dtype(first.dtype), prefix=prefix))
         self._sources.update(dict(zip(layer_names, sources)))
         return layer_names
 

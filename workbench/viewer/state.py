@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from workbench.viewer.colors import ClassInfo, hex_to_rgb, normalize_classes
+from workbench.classes import LabelClass, hex_to_rgb, normalize_classes
 
 #: Axis names of every coordinate space the workbench builds.
 AXES = ("z", "y", "x")
@@ -196,28 +197,51 @@ def add_labels_layer(state, name: str, source, classes=None, alpha: float = 0.6,
     return state.layers[name]
 
 
+@dataclass(frozen=True)
+class ProbabilityStyle:
+    """How :func:`add_probability_layers` draws probability channels.
+
+    Attributes:
+        dtype: the stored dtype of the channels (``uint8`` is rescaled from 0..255 in the shader).
+        prefix: put before each class name to make the layer name.
+        opacity: of each layer, in [0, 1].
+
+    Raises:
+        ValueError: opacity outside [0, 1].
+    """
+
+    dtype: Any = "float32"
+    prefix: str = "prob: "
+    opacity: float = 0.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= float(self.opacity) <= 1.0:
+            raise ValueError(f"opacity must be in [0, 1], got {self.opacity}")
+
+
 def add_probability_layers(
     state,
     sources: Sequence,
     names: Sequence[str],
     colors: Sequence[str],
-    dtype="float32",
-    prefix: str = "prob: ",
-    opacity: float = 0.8,
+    style: ProbabilityStyle | None = None,
 ) -> list[str]:
     """Add one image layer per class probability channel, each tinted with its class colour.
 
-    Layers blend additively, so overlapping classes mix their colours. Returns the layer names.
+    Layers blend additively, so overlapping classes mix their colours. ``style``: dtype, layer-name
+    prefix and opacity (:class:`ProbabilityStyle`). Returns the layer names.
     """
     import neuroglancer
 
     if not (len(sources) == len(names) == len(colors)):
         raise ValueError("sources, names and colors must have the same length")
+    style = style or ProbabilityStyle()
     out = []
     for source, nm, color in zip(sources, names, colors):
-        layer_name = f"{prefix}{nm}"
+        layer_name = f"{style.prefix}{nm}"
         state.layers[layer_name] = neuroglancer.ImageLayer(
-            source=source, shader=probability_shader(color, dtype=dtype), blend="additive", opacity=opacity
+            source=source, shader=probability_shader(color, dtype=style.dtype), blend="additive",
+            opacity=style.opacity,
         )
         out.append(layer_name)
     return out
@@ -241,7 +265,7 @@ def add_uncertainty_layer(state, name: str, source, window: tuple[float, float] 
     return state.layers[name]
 
 
-def draw_layer_name(info: ClassInfo) -> str:
+def draw_layer_name(info: LabelClass) -> str:
     """The name of the annotation layer where the user draws strokes of class ``info``."""
     return f"{DRAW_LAYER_PREFIX}{info.name}"
 

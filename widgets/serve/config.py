@@ -1,0 +1,138 @@
+"""What the app server runs: its command line, Jupyter configuration, Voila template, kernel environment,
+and where the app notebook is (package data: ``widgets/serve/notebooks/workbench.ipynb``).
+
+Pure functions of their arguments (plus the file they write); nothing here starts a process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+from widgets.serve.proxy import EXTENSION as PROXY_EXTENSION
+from workbench.errors import WorkbenchError
+from workbench.ports import PROXY_PORTS_ENV
+
+#: Environment variables passed to every kernel.
+PROJECT_ENV, DATA_ROOT_ENV = "WORKBENCH_PROJECT", "WORKBENCH_DATA_ROOT"
+#: The app notebook, relative to the notebook directory.
+APP_NOTEBOOK = "workbench.ipynb"
+#: A kernel idle (no execution, no output) this long is shut down; checked every CULL_INTERVAL s.
+CULL_IDLE_SECONDS, CULL_INTERVAL_SECONDS = 3600, 300
+#: Modules the app server and its kernels need (the ``app`` extras), as import names.
+APP_MODULES = ("jupyter_server", "voila", "jupyter_server_proxy", "ipykernel", "ipywidgets", "holoviews",
+               "panel", "bokeh", "jupyter_bokeh")
+
+#: Voila template of the app: Voila's "lab" template with Font Awesome served locally instead of from a CDN.
+VOILA_TEMPLATE = "workbench"
+_CDN_FONTAWESOME = "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@^5/css/"
+_TEMPLATE_J2 = (
+    "{%- extends 'lab/index.html.j2' -%}\n"
+    "{%- block notebook_css -%}\n"
+    "{{ super() | replace('" + _CDN_FONTAWESOME + "', resources.base_url ~ 'panel_dist/bundled/font-awesome/css/') }}\n"
+    "{%- endblock notebook_css -%}\n"
+)
+
+
+def default_notebook_dir() -> Path:
+    """The folder holding the app notebook, shipped as package data (``widgets/serve/notebooks/``).
+
+    Raises:
+        WorkbenchError: the package is not on the file system (e.g. imported from a zip file).
+    """
+    folder = resources.files("widgets.serve").joinpath("notebooks")
+    if not isinstance(folder, Path) or not (folder / APP_NOTEBOOK).is_file():
+        raise WorkbenchError(f"the app notebook {APP_NOTEBOOK} is not installed with the widgets package "
+                             "(reinstall em-workbench, or pass --notebook-dir)", str(folder))
+    return folder
+
+
+def missing_app_modules() -> list[str]:
+    """The modules of :data:`APP_MODULES` that cannot be imported here."""
+    from importlib.util import find_spec
+
+    return [name for name in APP_MODULES if find_spec(name) is None]
+
+
+def config_text() -> str:
+    """The Jupyter server configuration file of one app run (Python)."""
+    return "\n".join(
+        [
+            "# written by widgets.serve for one app run",
+            "c = get_config()  # noqa: F821",
+            "c.ServerApp.jpserver_extensions = {",
+            "    'voila': True,",
+            f"    {PROXY_EXTENSION!r}: True,",
+            f"    'jupyter_server_proxy': False,   # unrestricted /proxy/<any port>: replaced by {PROXY_EXTENSION}",
+            "    'jupyter_server_terminals': False,",
+            "}",
+            "c.ServerApp.terminals_enabled = False",
+            "c.ServerApp.open_browser = False",
+            "c.ServerApp.port_retries = 0",
+            f"c.MappingKernelManager.cull_idle_timeout = {CULL_IDLE_SECONDS}",
+            f"c.MappingKernelManager.cull_interval = {CULL_INTERVAL_SECONDS}",
+            "c.MappingKernelManager.cull_connected = False",
+            "c.VoilaConfiguration.show_tracebacks = False",
+            f"c.VoilaConfiguration.template = {VOILA_TEMPLATE!r}",
+            "# no CDN: the math renderer bundled with the page is used; the legacy MathJax URL loads nothing",
+            "c.ServerApp.tornado_settings = {'mathjax_url': 'data:text/javascript,'}",
+            "# labextensions meant for JupyterLab only (they fail to load in a Voila page)",
+            "c.VoilaConfiguration.extension_denylist = ['@jupyterhub/jupyter-server-proxy', '@jupyter-lsp/jupyterlab-lsp']",
+            "",
+        ]
+    )
+
+
+def write_voila_template(data_dir: Path) -> Path:
+    """Write the app's Voila template under ``data_dir/voila/templates/`` (a Jupyter data path).
+
+    Voila's lab template links Font Awesome from a CDN (nothing loads offline and the page waits on
+    it); this one links the copy that Panel ships and serves at ``{base_url}panel_dist/``.
+    """
+    tdir = Path(data_dir) / "voila" / "templates" / VOILA_TEMPLATE
+    tdir.mkdir(parents=True, exist_ok=True)
+    (tdir / "conf.json").write_text('{"base_template": "lab"}\n')
+    (tdir / "index.html.j2").write_text(_TEMPLATE_J2)
+    return tdir
+
+
+def build_command(port: int, bind: str, token: str, notebook_dir: Path, config_file: Path) -> list[str]:
+    """The ``jupyter server`` command line (as this Python)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        f"--config={config_file}",
+        "--no-browser",
+        f"--port={int(port)}",
+        f"--ServerApp.ip={bind}",
+        f"--ServerApp.root_dir={notebook_dir}",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.password=",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    return cmd
+
+
+def app_environment(runtime: Path, project=None, data=None, base=None) -> dict:
+    """Environment of the Jupyter server and so of every kernel it starts.
+
+    Sets ``WORKBENCH_PROJECT`` / ``WORKBENCH_DATA_ROOT`` (absolute paths) when given, the viewer port
+    registry (``WORKBENCH_PROXY_PORTS_DIR``), a private Jupyter runtime dir and the glibc malloc tuning.
+    """
+    from workbench.tuning import tuned_env
+
+    env = tuned_env(os.environ if base is None else base)
+    data_dir = str(Path(runtime) / "jupyter-data")
+    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (data_dir, env.get("JUPYTER_PATH", "")) if p)
+    env[PROXY_PORTS_ENV] = str(Path(runtime) / "viewer-ports")
+    env["JUPYTER_RUNTIME_DIR"] = str(Path(runtime) / "jupyter-runtime")
+    env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    if project is not None:
+        env[PROJECT_ENV] = str(Path(project).resolve())
+    if data is not None:
+        env[DATA_ROOT_ENV] = str(Path(data).resolve())
+    return env

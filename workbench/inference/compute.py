@@ -1,0 +1,101 @@
+"""Predicting one block of a plan: read its region, pad it if planned so, predict in tiles, keep the core."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from workbench.geometry import Box
+from workbench.inference.planner import PlannedBlock, plan_regions
+from workbench.inference.tiling import effective_divisor, effective_halo, predict_region
+from workbench.models.predictor import Predictor, as_predictor
+
+#: Default largest tile given to the predictor at once (voxels): bounds the network's activations.
+DEFAULT_TILE_VOXELS = 4 * 1024 * 1024
+#: Largest yx tile edge given to a 2D predictor at once: a 2048^2 block plus its halo in one call.
+TILE_2D_MAX = 2304
+
+
+def _split_evenly(size: int, cap: int, halo: int) -> int:
+    """The tile edge that covers ``size`` with the fewest tiles of at most ``cap`` overlapping by 2 halo."""
+    if size <= cap:
+        return size
+    step = max(1, cap - 2 * halo)
+    n = -(-(size - 2 * halo) // step)
+    return -(-(size + (n - 1) * 2 * halo) // n)
+
+
+def default_tile_shape(predictor: Predictor, read_shape: Sequence[int]) -> tuple[int, int, int]:
+    """The predictor's own ``tile_shape`` if it has one; else for 2D predictors whole slices up to
+    ``TILE_2D_MAX``^2 (larger ones split into equal tiles), for 3D ones the read region capped at ~4 M voxels."""
+    predictor = as_predictor(predictor)
+    if predictor.tile_shape is not None:
+        own = tuple(int(t) for t in predictor.tile_shape)
+        return (1, *own) if len(own) == 2 else own  # type: ignore[return-value]
+    z, y, x = (int(s) for s in read_shape)
+    if int(predictor.spatial_dims) == 2:
+        halo = effective_halo(predictor)
+        y, x = _split_evenly(y, TILE_2D_MAX, halo[1]), _split_evenly(x, TILE_2D_MAX, halo[2])
+        z = max(1, min(z, DEFAULT_TILE_VOXELS // (y * x)))
+        return (z, y, x)
+    while z * y * x > DEFAULT_TILE_VOXELS:
+        # halve the largest axis until the tile fits
+        if z >= y and z >= x:
+            z = (z + 1) // 2
+        elif y >= x:
+            y = (y + 1) // 2
+        else:
+            x = (x + 1) // 2
+    return (z, y, x)
+
+
+def predict_planned(predictor: Predictor, raw, block: PlannedBlock, tile_shape: Sequence[int] | None = None,
+                    tta: bool = False) -> np.ndarray:
+    """Predict one :class:`~workbench.inference.planner.PlannedBlock`: float32 (out_channels, *core.shape)."""
+    predictor = as_predictor(predictor)
+    data = np.asarray(raw[block.read.slices])
+    pad = block.padding
+    if any(p != (0, 0) for p in pad):
+        data = np.pad(data, pad, mode="reflect" if min(data.shape) > 1 else "edge")
+    tile = tile_shape or default_tile_shape(predictor, block.input.shape)
+    probs = predict_region(predictor, data, tile, tta=tta)
+    return probs[(slice(None), *block.core.relative_to(block.input))]
+
+
+def predict_block(predictor: Predictor, raw, core: Box, tile_shape: Sequence[int] | None = None,
+                  tta: bool = False, fixed_shape: Sequence[int] | None = None) -> np.ndarray:
+    """Predict one block: read ``core`` grown by the halo (clipped to the volume), return the core only.
+
+    Args:
+        fixed_shape: the nominal block shape; when given, reads clipped at the volume border are
+            mirror-padded to ``fixed_shape + 2 * halo`` so that the predictor always sees one input shape
+            (what compiled models want; results near the volume border then use mirrored context).
+
+    Returns:
+        float32 (out_channels, *core.shape).
+    """
+    predictor = as_predictor(predictor)
+    read, inp = plan_regions(core, raw.shape, effective_halo(predictor), effective_divisor(predictor), fixed_shape)
+    return predict_planned(predictor, raw, PlannedBlock((), core, read, inp), tile_shape, tta)
+
+
+def predict_array(predictor: Predictor, data: np.ndarray, tta: bool = False,
+                  tile_shape: Sequence[int] | None = None) -> np.ndarray:
+    """Predict a small in-memory volume in one go (no blocks, no files): float32 (C, z, y, x)."""
+    return predict_region(predictor, np.asarray(data), tile_shape, tta=tta)
+
+
+def compile_predictor(predictor: Predictor) -> bool:
+    """Replace a torch predictor's ``model`` by ``torch.compile(model)`` (once); True if it is compiled."""
+    import torch
+    from torch._dynamo.eval_frame import OptimizedModule
+
+    predictor = as_predictor(predictor)
+    model = predictor.model
+    if isinstance(model, OptimizedModule):
+        return True
+    if not isinstance(model, torch.nn.Module):
+        return False
+    predictor.model = torch.compile(model, dynamic=False)
+    return True

@@ -1,0 +1,33 @@
+"""Predicting a single z slice (what the app shows while training): the slice plus the model's z context."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from workbench.inference.tiling import effective_halo, predict_region
+from workbench.models.predictor import Predictor, as_predictor
+
+
+def predict_slice(predictor: Predictor, raw, z: int, tta: bool = False) -> np.ndarray:
+    """Class probabilities of slice ``z`` of ``raw`` (read with the predictor's z halo for 3D models).
+
+    Args:
+        predictor: a :class:`~workbench.models.predictor.Predictor` (or a minimal one).
+        raw: a (z, y, x) volume or array.
+        z: the slice.
+        tta: combine the 8 yx rotations/flips.
+
+    Returns:
+        float32 (out_channels, y, x).
+
+    Raises:
+        IndexError: ``z`` outside the volume.
+    """
+    predictor = as_predictor(predictor)
+    n = int(raw.shape[0])
+    if not 0 <= z < n:
+        raise IndexError(f"slice {z} outside a volume of {n} slices")
+    hz = effective_halo(predictor)[0]
+    z0, z1 = max(0, z - hz), min(n, z + hz + 1)
+    probs = predict_region(predictor, np.asarray(raw[z0:z1]), tta=tta)
+    return probs[:, z - z0]
