@@ -30,7 +30,14 @@ def unknown_name(what: str, value: object, valid) -> WorkbenchError:
 
 
 class Choice(str, enum.Enum):
-    """Base of the string choices (a ``StrEnum`` that also runs on Python 3.10)."""
+    """Base of the string choices (a ``StrEnum`` that also runs on Python 3.10).
+
+    ``class Target(Choice, what="target")`` names the option in messages (default: the class name).
+    """
+
+    def __init_subclass__(cls, what: str | None = None, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._what = what
 
     def __str__(self) -> str:
         return str(self.value)
@@ -42,8 +49,8 @@ class Choice(str, enum.Enum):
 
     @classmethod
     def label(cls) -> str:
-        """What the option is called in messages (override in a subclass; default: the class name)."""
-        return cls.__name__.lower()
+        """What the option is called in messages (the class's ``what``, else its name)."""
+        return getattr(cls, "_what", None) or cls.__name__.lower()
 
     @classmethod
     def parse(cls: type[C], value: object) -> C:
@@ -61,7 +68,7 @@ class Choice(str, enum.Enum):
         raise unknown_name(cls.label(), value, cls.values())
 
 
-class Device(Choice):
+class Device(Choice, what="device"):
     """Where models run: the best available (``auto``: CUDA when present), the CPU, or a CUDA GPU."""
 
     AUTO = "auto"

@@ -9,29 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_training_trainer import _config as _trainer_config
+from test_training_trainer import _data
 
-from workbench.training import Hook, TrainConfig, Trainer, load_run
+from workbench.training import Hook, Trainer, load_run
 from workbench.training.checkpoint import load_checkpoint
 from workbench.training.hooks import EarlyStopping, MetricsLogger, OnCheckpoint, Validation
 
-TINY_UNET = {"depth": 2, "base_channels": 4}
-
-
-def _data(shape=(3, 32, 36), seed=0):
-    rng = np.random.default_rng(seed)
-    raw = rng.integers(60, 120, size=shape).astype(np.uint8)
-    labels = np.zeros(shape, np.uint8)
-    raw[:, 8:16, 8:20] = 200
-    labels[:, 10:14, 10:18] = 2
-    labels[:, 22:26, 4:30] = 1
-    return raw, labels
-
 
 def _config(**kw):
-    base = dict(arch="unet2d", arch_options=dict(TINY_UNET), iterations=6, batch_size=2, patch_shape=[1, 16, 16],
-                log_every=2, val_every=2, checkpoint_seconds=3600, warmup=2)
-    base.update(kw)
-    return TrainConfig(**base)
+    return _trainer_config(**{"iterations": 6, "log_every": 2, **kw})
 
 
 class Recorder(Hook):

@@ -21,17 +21,13 @@ from workbench.errors import WorkbenchError
 from workbench.registry import Registry
 
 
-class LabelKind(Choice):
+class LabelKind(Choice, what="label kind"):
     """What the values of a label volume mean: ``instances`` (0 = background, other ids = objects),
     ``semantic`` (0 = unlabelled, 1..K = classes) or ``original`` (the file's values, explained in a note)."""
 
     INSTANCES = "instances"
     SEMANTIC = "semantic"
     ORIGINAL = "original"
-
-    @classmethod
-    def label(cls) -> str:
-        return "label kind"
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,11 @@ from workbench.registry import Registry
 BUILTIN_MODULES = ("unet", "residual_unet", "forest")
 
 
-class ModelKind(Choice):
+class ModelKind(Choice, what="model kind"):
     """What a model is: a ``torch.nn.Module`` or a feature-based random forest."""
 
     TORCH = "torch"
     FOREST = "forest"
-
-    @classmethod
-    def label(cls) -> str:
-        return "model kind"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from workbench.choices import Choice
 from workbench.errors import WorkbenchError
 
 
-class SegmentMethod(Choice):
+class SegmentMethod(Choice, what="segmentation method"):
     """How instances are made from a prediction.
 
     ``cc``: connected components of ``channel > threshold``; ``watershed``: flood the boundary channel from
@@ -20,10 +20,6 @@ class SegmentMethod(Choice):
     CC = "cc"
     WATERSHED = "watershed"
     AFFINITY = "affinity"
-
-    @classmethod
-    def label(cls) -> str:
-        return "segmentation method"
 
 
 #: The method names, in order (``SegmentMethod.values()``).
