@@ -5,10 +5,12 @@
 1. A fresh project ``tour`` in ``~/em-workbench-tour/`` (``--dir``) with the built-in sample (seed 0).
 2. Scribbles a careful annotator would draw: :func:`workbench.annotations.simulate_scribbles` on the sample's
    truth (seed 0), on a few slices, saved in the project's label store.
-3. The 2D U-Net trained on them as the app's train step does, for a fixed number of iterations (seed 0).
+3. The 2D U-Net trained on them as the app's train step does, for a fixed number of iterations (seed 0); then,
+   as the app teaches, a second round: strokes where that model was wrong (cell interiors it called membrane,
+   next to the membranes, where centre-line scribbles say nothing) and the model trained again on all strokes.
 4. The app served on that project and driven in headless chromium (``/usr/bin/chromium`` or
    ``WORKBENCH_CHROMIUM``, as the browser tests): every step is shown and photographed; the results step
-   predicts (with test-time augmentation), segments instances and opens Neuroglancer.
+   predicts (with test-time augmentation) and opens Neuroglancer.
 5. The scores are printed; the images replace the tour only when the pixel error is at most
    ``--max-pixel-error`` (the tour shows a segmentation a learner would be proud of).
 """
@@ -28,6 +30,8 @@ SHAPE = (16, 256, 256)
 SEED = 0
 #: scribbles: this fraction of all voxels, drawn on these slices only (about 500 voxels per class and slice)
 FRACTION, SLICES = 0.005, (2, 5, 8, 11, 14)
+#: the second round's corrections: this fraction of all voxels, inside the first model's errors
+CORRECTIONS = 0.005
 #: the app's 2D U-Net at half width: the workbench's recipe for scribbles on a CPU
 ARCH, ARCH_OPTIONS = "unet2d", {"base_channels": 8}
 SHOWN_SLICE = 8
@@ -65,6 +69,25 @@ def make_project(workspace: Path):
     log(f"project {root}: scribbles on slices {list(SLICES)}, "
         + ", ".join(f"{c.name} {100 * achieved[c.id]:.2f} %" for c in project.classes) + " of the voxels")
     return project
+
+
+def add_corrections(project, run_dir: Path) -> None:
+    """Interior strokes where the model of ``run_dir`` calls interior voxels of the scribbled slices membrane."""
+    import numpy as np
+
+    from workbench.annotations import ScribbleStyle, simulate_scribbles
+    from workbench.inference import predict_region
+    from workbench.training import load_run
+
+    zs = list(SLICES)
+    raw, truth = project.raw.read(), project.truth.read()
+    pred = np.ones_like(truth)  # "right" (membrane) outside the scribbled slices: no strokes there
+    pred[zs] = predict_region(load_run(run_dir), raw[zs], tta=True).argmax(0) + 1
+    wrong = np.where((pred == 1) & (truth == 2), 2, 1).astype(np.uint8)  # 2: interior called membrane
+    labels, achieved = simulate_scribbles(wrong, CORRECTIONS, seed=SEED + 1, membrane_value=1, slices=zs,
+                                          style=ScribbleStyle(membrane_share=0.0, erosion=1))
+    project.annotations.import_labels(labels, merge=True)
+    log(f"corrections: {100 * achieved[2]:.2f} % of the voxels, interior strokes where the first model said membrane")
 
 
 def train(project, iterations: int) -> Path:
@@ -128,9 +151,8 @@ def drive_app(page, url: str, out: Path) -> None:
     page.locator(".wb-predict-tta input").check()
     page.click(".wb-action-predict")
     _text_includes(page, ".wb-predict-eta", "done in", timeout=900)
-    page.click(".wb-action-segment")
-    _text_includes(page, ".wb-status-results", "instances written", timeout=600)
-    _wait_plots(page, ".wb-results-compare", 4)
+    # no instances: on this sample a 3D watershed of a 2D model's boundaries merges cells through gaps in z
+    _wait_plots(page, ".wb-results-compare", 3)
     page.evaluate("() => window.scrollTo(0, 0)")
     shot("5_results")
     page.click(".wb-step-results .wb-action-neuroglancer")
@@ -172,7 +194,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dir", type=Path, default=Path("~/em-workbench-tour"),
                    help="workspace of the tour's project (its folder 'tour' is made afresh)")
-    p.add_argument("--iterations", type=int, default=600, help="training iterations")
+    p.add_argument("--iterations", type=int, default=500, help="training iterations of each round")
     p.add_argument("--images", type=Path, default=IMAGES, help="where the tour's PNGs go")
     p.add_argument("--max-pixel-error", type=float, default=0.1,
                    help="keep the images only when the prediction's pixel error is at most this")
@@ -182,15 +204,14 @@ def main(argv=None) -> int:
     workspace = args.dir.expanduser().absolute()
     workspace.mkdir(parents=True, exist_ok=True)
     project = make_project(workspace)
+    add_corrections(project, train(project, args.iterations))
     run_dir = train(project, args.iterations)
     shots = workspace / "screenshots"
     shutil.rmtree(shots, ignore_errors=True)
     shots.mkdir()
     photograph(project, shots)
-    scores = evaluate_run(project, run_dir.name)
-    sem, inst = scores["classes"], scores.get("instances", {})
-    log(f"pixel error {sem['pixel_error']:.4f}, mean IoU {sem['mean_iou']:.3f}, "
-        f"adapted Rand error {inst.get('are', float('nan')):.3f}")
+    sem = evaluate_run(project, run_dir.name)["classes"]
+    log(f"pixel error {sem['pixel_error']:.4f}, mean IoU {sem['mean_iou']:.3f}")
     if sem["pixel_error"] > args.max_pixel_error:
         log(f"pixel error above {args.max_pixel_error}: the tour is left as it was (screenshots in {shots})")
         return 1

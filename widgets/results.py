@@ -17,6 +17,8 @@ from workbench.inference import prediction_class_map
 from workbench.training import load_run
 
 SEG_METHODS = (("watershed on the boundary class", "watershed"), ("connected components of a class", "cc"))
+#: the prediction precisions offered (workbench.precision.Precision), saved as project state "predict_precision"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class ResultsPanel:
@@ -38,6 +40,12 @@ class ResultsPanel:
             value=False, description="test-time augmentation", indent=False,
             tooltip="predict the 8 rotations and flips of every slice and combine them by their mean logits "
                     "(8x slower; narrow U-Nets trained on scribbles segmented better with it)"), "wb-predict-tta")
+        self.precision = styled(W.Dropdown(
+            options=PRECISIONS, value=self._saved_precision(), description="precision",
+            tooltip="fp32 (default); bf16: about 2x faster on CPUs with AVX512-BF16/AMX and recent GPUs, "
+                    "probabilities within ~0.01; auto: bf16 where the hardware has it (a forest: always fp32)"),
+            "wb-predict-precision")
+        self.precision.observe(lambda ch: self.project.state.update(predict_precision=ch["new"]), "value")
         self.progress = styled(W.FloatProgress(value=0, min=0, max=1, description="predict",
                                                layout=W.Layout(width="460px")), "wb-predict-progress")
         self.progress_text = styled(W.HTML(), "wb-predict-eta")
@@ -76,7 +84,8 @@ class ResultsPanel:
                         "objects (instances), compare with the raw data and the ground truth, and export.</p>")
         self.widget = styled(W.VBox([
             header,
-            W.HBox([self.run, self.predict_btn, self.stop_btn]), self.tta, self.progress, self.progress_text,
+            W.HBox([self.run, self.predict_btn, self.stop_btn]), W.HBox([self.tta, self.precision]),
+            self.progress, self.progress_text,
             W.HBox([self.seg_method, self.seg_channel, self.seg_merge]),
             W.HBox([self.seg_threshold, self.seg_min_size, self.segment_btn]),
             W.HTML("<hr>"), self.compare_box, self.z, self.metrics,
@@ -96,7 +105,12 @@ class ResultsPanel:
         self.metrics.value = ""
         self.z.max = self.project.shape[0] - 1
         self.z.value = min(int(self.project.state.get("annotate_z", self.project.shape[0] // 2)), self.z.max)
+        self.precision.value = self._saved_precision()
         self.refresh_runs()
+
+    def _saved_precision(self) -> str:
+        saved = str(self.project.state.get("predict_precision", "fp32"))
+        return saved if saved in PRECISIONS else "fp32"
 
     def refresh_runs(self) -> None:
         runs = [r for r in self.project.runs() if r.checkpoint is not None]
@@ -162,9 +176,10 @@ class ResultsPanel:
         out = self.pred_path(run.id)
         raw = self.project.raw
         tta = bool(self.tta.value)
+        precision = self.precision.value
 
         def work(should_stop):
-            predictor = load_run(run.path)
+            predictor = load_run(run.path, precision=precision)
             return predict_volume(predictor, raw, out, PredictOptions(tta=tta, overwrite=True),
                                   progress=self._on_progress, should_stop=should_stop)
 

@@ -182,6 +182,7 @@ class TrainPanel:
             batch_size=st.get("batch_size"),
             lr=float(st.get("lr", 1e-3)),
             patch_shape=st.get("patch_shape"),
+            precision=st.get("precision", "fp32"),
             iterations=iterations if iterations is not None else (None if minutes else 500),
             minutes=minutes,
             val_fraction=0.25,

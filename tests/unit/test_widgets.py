@@ -118,6 +118,16 @@ def test_architecture_panel_choose_and_advanced_options(ctx):
     assert panel.status.level == "ok", panel.status.text
     assert ctx.project.state["arch_options"]["base_channels"] == 8
     assert ctx.project.state["train"]["batch_size"] == 2
+    assert ctx.project.state["train"]["precision"] == "fp32" and panel.precision.options == ("auto", "fp32", "bf16")
+    panel.precision.value = "bf16"  # saved like the other advanced options, given to the TrainConfig
+    panel.apply_btn.click()
+    assert panel.status.level == "ok", panel.status.text
+    assert ctx.project.state["train"]["precision"] == "bf16"
+    from widgets.train import TrainPanel
+
+    assert TrainPanel(ctx).make_config(iterations=2).precision == "bf16"
+    panel.refresh()
+    assert panel.precision.value == "bf16"
 
     panel.patch.value = "4, 64, 64"  # a 2D model needs z = 1
     panel.apply_btn.click()
@@ -245,6 +255,17 @@ def test_train_then_results(ctx, project):
     assert results.status.level == "ok", results.status.text
     assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["tta"] is True
     assert not np.array_equal(np.asarray(zarr.open_array(str(results.pred_path() / "0"), mode="r")), plain)
+    assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["precision"] == "fp32"
+    from workbench.precision import bf16_supported
+
+    if bf16_supported("cpu"):  # the prediction's precision, saved in the project and recorded with the output
+        results.tta.value = False
+        results.precision.value = "bf16"
+        assert project.state["predict_precision"] == "bf16"
+        results.predict(wait=True)
+        assert results.status.level == "ok", results.status.text
+        assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["precision"] == "bf16"
+        results.precision.value = "fp32"
     results.seg_method.value = "cc"
     results.seg_channel.value = 1
     results.segment_btn.click()

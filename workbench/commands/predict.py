@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
                         help="storage of probabilities (default uint8 = round(255 p))")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (local runs)")
+    parser.add_argument("--precision", default="fp32", metavar="auto|fp32|bf16",
+                        help="forward passes in fp32 (default), bf16 autocast (CPUs with AVX512-BF16/AMX, Ampere+ "
+                             "GPUs; recorded in OUT.zarr), auto (bf16 where native) or fp16 (CUDA); a forest: fp32")
     parser.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
                         help="blocks in flight with the local scheduler, sharing the cores (default auto: one "
                              "per CPU core as far as memory allows, measured on the first block; 1 on a GPU)")
@@ -51,15 +54,17 @@ def run(args: argparse.Namespace) -> int:
     from workbench.errors import WorkbenchError
     from workbench.inference import PredictOptions, connect, predict_volume
     from workbench.io import open_volume
+    from workbench.precision import Precision
     from workbench.training import load_run
 
+    precision = Precision.parse(args.precision)  # unknown: "did you mean", before anything is loaded
     options = PredictOptions(block_shape=args.block, tta=args.tta, scheduler=args.scheduler, dtype=args.dtype,
                              workers=args.workers, compile=args.compile, overwrite=args.overwrite,
                              resume=args.resume)  # checked before anything is loaded
     if not options.local and args.scheduler != "processes":
         client, _ = connect(args.scheduler)  # fail fast, before loading anything
         client.close()
-    predictor = load_run(args.model, device=args.device)
+    predictor = load_run(args.model, device=args.device, precision=precision)
     try:
         raw = open_volume(args.raw, channel=args.channel)
     except WorkbenchError as err:
@@ -75,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     print(f"wrote {result.path} ({result.blocks_total} blocks, {result.blocks_computed} computed, "
           f"{result.voxels_per_second / 1e6:.2f} Mvoxel/s"
-          + (f", {result.info['workers']} blocks in flight" if "workers" in result.info else "") + ")")
+          + (f", {result.info['workers']} blocks in flight" if "workers" in result.info else "")
+          + (f", {result.info['precision']}" if result.info.get("precision", "fp32") != "fp32" else "") + ")")
     return 0 if result.complete else 1

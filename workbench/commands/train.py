@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--minutes", type=float, metavar="M", help="train for M minutes")
     stop.add_argument("--iterations", type=int, metavar="N", help="train for N iterations (default 500)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (default auto)")
+    parser.add_argument("--precision", default="fp32", metavar="auto|fp32|bf16",
+                        help="forward passes in fp32 (default), bf16 autocast (CPUs with AVX512-BF16/AMX, "
+                             "Ampere+ GPUs; weights and losses stay fp32), auto (bf16 where native) or fp16 (CUDA)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--target", default="semantic", choices=("semantic", "boundaries", "affinities"),
                         help="semantic classes, or boundaries / affinities from instance labels")
@@ -77,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
     from workbench.errors import WorkbenchError
     from workbench.io import open_labels, open_volume
     from workbench.models import get_architecture
+    from workbench.precision import Precision
     from workbench.training import AugmentConfig, TrainConfig, Trainer
 
+    precision = Precision.parse(args.precision)  # unknown: "did you mean", before anything is read
     info = get_architecture(args.arch)  # unknown name: a clear message before anything is read
     arch_options = parse_options(args.option)
     info.options(**arch_options)  # unknown option: a clear message listing the valid ones
@@ -104,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         augment=AugmentConfig.none() if args.no_augment else AugmentConfig(),
         semi_supervised=args.semi,
         bn_recalibration=not args.no_bn_recalibration,
+        precision=precision,
     )
     t0 = time.perf_counter()
     resume = True if args.resume else ("if-present" if args.resume_or_start else False)
@@ -121,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     seconds = time.perf_counter() - t0
     parts = [f"trained {args.arch} ({config.target}: {', '.join(trainer.task.channel_names)})",
-             f"{trainer.iteration} iterations in {seconds:.1f} s"]
+             f"{trainer.iteration} iterations in {seconds:.1f} s"
+             + (f" ({trainer.precision})" if trainer.precision != "fp32" else "")]
     if "loss" in last:
         parts.append(f"loss {last['loss']:.4f}")
     for key in ("val_loss", "val_accuracy", "val_f1", "train_accuracy"):

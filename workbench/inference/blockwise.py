@@ -47,6 +47,8 @@ def _run_info(predictor: Predictor, raw: Volume, plan: BlockPlan, options: Predi
         "halo": list(plan.halo),
         "tta": options.tta,
         "target": str(predictor.target or ""),
+        # the forward passes' precision ("fp32", "bf16"; the forest: always fp32); a predictor without one: fp32
+        "precision": str(getattr(predictor, "precision", None) or "fp32"),
     }
 
 

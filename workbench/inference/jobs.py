@@ -42,6 +42,8 @@ class BlockJob:
     tile_shape: tuple[int, int, int] | None
     torch_threads: int | None
     compile: bool = False
+    #: the predictor's resolved precision: workers reload its run with it
+    precision: str = "fp32"
 
 
 def _cached(key: str, make: Callable[[], object]):
@@ -54,7 +56,7 @@ def _cached(key: str, make: Callable[[], object]):
 def _load_predictor(job: BlockJob):
     def make():
         if job.predictor_run_dir is not None:
-            predictor = load_run(job.predictor_run_dir, device="cpu")
+            predictor = load_run(job.predictor_run_dir, device="cpu", precision=job.precision)
         else:
             import cloudpickle
 
@@ -142,4 +144,5 @@ def make_job(predictor: Predictor, raw: Volume, store: BlockStore, options: Pred
         tile_shape=options.tile_shape,
         torch_threads=options.torch_threads,
         compile=options.compile,
+        precision=str(getattr(predictor, "precision", None) or "fp32"),
     )

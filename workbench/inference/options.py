@@ -10,15 +10,11 @@ from workbench.choices import Choice
 from workbench.errors import WorkbenchError
 
 
-class StorageDtype(Choice):
+class StorageDtype(Choice, what="storage dtype"):
     """How probabilities are stored: ``uint8`` = round(255 p) (default) or ``float16``."""
 
     UINT8 = "uint8"
     FLOAT16 = "float16"
-
-    @classmethod
-    def label(cls) -> str:
-        return "storage dtype"
 
 
 #: ``scheduler`` values that mean local threads in this process.

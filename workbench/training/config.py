@@ -8,40 +8,29 @@ from pathlib import Path
 
 from workbench.choices import Choice, Device
 from workbench.errors import WorkbenchError
+from workbench.precision import Precision
 
 
-class Target(Choice):
+class Target(Choice, what="target"):
     """What a network learns to predict from the labels."""
 
     SEMANTIC = "semantic"  # classes 1..K of sparse labels
     BOUNDARIES = "boundaries"  # interior / boundary of instance labels
     AFFINITIES = "affinities"  # same-object affinities of instance labels at a set of offsets
 
-    @classmethod
-    def label(cls) -> str:
-        return "target"
 
-
-class Schedule(Choice):
+class Schedule(Choice, what="schedule"):
     """Learning-rate schedule after the warm-up."""
 
     COSINE = "cosine"
     CONSTANT = "constant"
 
-    @classmethod
-    def label(cls) -> str:
-        return "schedule"
 
-
-class SemiSupervised(Choice):
+class SemiSupervised(Choice, what="semi_supervised method"):
     """Learning from the unlabelled voxels of sparse labels."""
 
     NONE = "none"
     MEAN_TEACHER = "mean-teacher"
-
-    @classmethod
-    def label(cls) -> str:
-        return "semi_supervised method"
 
 
 TARGETS = tuple(Target.values())
@@ -123,6 +112,9 @@ class TrainConfig:
     # stop when the validation loss has not improved for this many validations (0: off); the model kept is
     # then the one of the best validation
     early_stopping: int = 0
+    # forward passes in fp32 (default, until bf16's accuracy parity is measured), bf16 autocast, auto (bf16
+    # where native: AVX512-BF16/AMX CPUs, Ampere+ GPUs) or fp16 (CUDA, with a GradScaler); workbench/precision.py
+    precision: Precision = Precision.FP32
 
     def validate(self) -> None:
         """Raise ``WorkbenchError`` for values that cannot work."""
@@ -134,6 +126,7 @@ class TrainConfig:
         self.schedule = Schedule.parse(self.schedule)
         self.device = Device.parse(self.device)
         self.semi_supervised = SemiSupervised.parse(self.semi_supervised)
+        self.precision = Precision.parse(self.precision)
         if self.optimizer.lower() != "adamw":
             raise WorkbenchError(f"unknown optimizer {self.optimizer!r}; only adamw is available")
         if self.iterations is None and self.minutes is None:

@@ -194,16 +194,21 @@ class Validation(Hook):
         """Loss, accuracy and macro F1 of ``trainer.net`` on the validation batches."""
         import torch
 
+        from workbench.precision import autocast
+
         if not self.batches:
             return {}
         net, task = trainer.net, trainer.task
         net.eval()
         losses, preds, targets = [], [], []
+        precision = getattr(trainer, "precision", "fp32")  # the training's: scores what training sees
         with torch.no_grad():
             for x, t, m in self.batches:
                 x = trainer.to_device(x)
                 t, m = t.to(trainer.device), m.to(trainer.device)
-                logits = net(x)
+                with autocast(trainer.device, precision):
+                    logits = net(x)
+                logits = logits.float()
                 losses.append(float(task.loss(logits, t, m)))
                 keep = (t != IGNORE_INDEX) if task.activation == "softmax" else (m > 0)
                 pred = logits.argmax(1) if task.activation == "softmax" else (logits > 0).long()

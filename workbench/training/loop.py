@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from workbench.errors import WorkbenchError
+from workbench.precision import autocast
 from workbench.training.batches import Prefetcher
 from workbench.training.hooks import Step
 
@@ -22,8 +23,6 @@ def _running(trainer: Trainer) -> bool:
 
 def train_step(trainer: Trainer, batch) -> Step:
     """One optimiser step on ``batch`` (input, target, mask), with every hook around it."""
-    import torch
-
     x, target, mask = batch
     x = trainer.to_device(x, non_blocking=True)
     target, mask = target.to(trainer.device, non_blocking=True), mask.to(trainer.device, non_blocking=True)
@@ -35,7 +34,7 @@ def train_step(trainer: Trainer, batch) -> Step:
         h.before_step(trainer, step)
     for group in trainer.optimizer.param_groups:
         group["lr"] = step.lr
-    with torch.autocast(trainer.device.type, enabled=trainer.scaler is not None):
+    with autocast(trainer.device, trainer.precision):  # fp32 master weights; the losses cast logits to fp32
         step.logits = trainer.net(step.input)
     loss = trainer.task.loss(step.logits, target, mask)
     for h in trainer.hooks:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.precision import autocast, resolve_precision
 from workbench.training.checkpoint import CHECKPOINT_NAME
 from workbench.training.config import TrainConfig
 from workbench.training.data import normalise
@@ -61,11 +62,13 @@ class _PredictorBase:
 class TorchPredictor(_PredictorBase):
     """A trained network: ``predict(block)`` -> float32 (C, z, y, x) probabilities."""
 
-    def __init__(self, run_dir, config, state, info, device):
+    def __init__(self, run_dir, config, state, info, device, precision: str = "fp32"):
         import torch
 
         super().__init__(run_dir, config, state, info)
         self.device = device
+        #: the forward passes' precision on ``device`` (resolved: "fp32", "bf16" or "fp16"); outputs are float32
+        self.precision = resolve_precision(precision, device)
         model = info.build(1, self.out_channels, **state.get("arch_options", config.arch_options))
         try:
             model.load_state_dict(state["model"])
@@ -86,7 +89,7 @@ class TorchPredictor(_PredictorBase):
         block = self._check(block)
         x = torch.from_numpy(normalise(block, self.normalisation))
         out = np.empty((self.out_channels, *block.shape), np.float32)
-        with torch.inference_mode(), torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+        with torch.inference_mode(), autocast(self.device, self.precision):
             if self.spatial_dims == 2:
                 step = max(1, SLICE_BATCH_PIXELS // max(1, block.shape[1] * block.shape[2]))
                 for z0 in range(0, block.shape[0], step):
@@ -105,6 +108,8 @@ class ForestPredictor(_PredictorBase):
     def __init__(self, run_dir, config, state, info):
         super().__init__(run_dir, config, state, info)
         self.device = "cpu"
+        #: filter features and trees always compute in float32 (a precision asked for is ignored)
+        self.precision = "fp32"
         self.model = info.build(1, self.out_channels, **state.get("arch_options", config.arch_options))
         self.model.load_state_dict(state["forest"])
 

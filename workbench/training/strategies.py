@@ -47,7 +47,8 @@ class TrainingStrategy(Protocol):
     def prepare(self, trainer: Trainer) -> None: ...
     def fit(self, trainer: Trainer) -> None: ...
     def state(self, trainer: Trainer) -> dict: ...
-    def predictor(self, run_dir, config: TrainConfig, state: dict, info, device: str) -> Predictor: ...
+    def predictor(self, run_dir, config: TrainConfig, state: dict, info, device: str,
+                  precision: str = "fp32") -> Predictor: ...
 
 
 def balance_map(task_kind: str, labels: np.ndarray) -> np.ndarray:
@@ -99,7 +100,7 @@ class TorchStrategy:
         trainer.memory_format = torch.channels_last if trainer.info.dims == 2 else torch.channels_last_3d
         trainer.net = net.to(device=trainer.device, memory_format=trainer.memory_format)
         trainer.optimizer = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        trainer.scaler = torch.amp.GradScaler("cuda") if trainer.device.type == "cuda" else None
+        trainer.scaler = torch.amp.GradScaler("cuda") if trainer.precision == "fp16" else None  # bf16 needs none
 
     def hooks(self, trainer: Trainer) -> list[Hook]:
         """The built-in hooks this run's config asks for, in their order."""
@@ -158,9 +159,10 @@ class TorchStrategy:
             "rng": {"torch": torch.get_rng_state()},
         }
 
-    def predictor(self, run_dir, config: TrainConfig, state: dict, info, device: str) -> Predictor:
-        """The trained network of a run on ``device``."""
-        return TorchPredictor(run_dir, config, state, info, pick_device(device))
+    def predictor(self, run_dir, config: TrainConfig, state: dict, info, device: str,
+                  precision: str = "fp32") -> Predictor:
+        """The trained network of a run on ``device``, its forward passes in ``precision``."""
+        return TorchPredictor(run_dir, config, state, info, pick_device(device), precision)
 
 
 class ForestStrategy:
@@ -230,8 +232,9 @@ class ForestStrategy:
 
         return {"forest": trainer.model.state_dict(), "rng": {"torch": torch.get_rng_state()}}
 
-    def predictor(self, run_dir, config: TrainConfig, state: dict, info, device: str) -> Predictor:
-        """The fitted forest of a run (on the CPU whatever ``device`` says)."""
+    def predictor(self, run_dir, config: TrainConfig, state: dict, info, device: str,
+                  precision: str = "fp32") -> Predictor:
+        """The fitted forest of a run (on the CPU in float32, whatever ``device`` and ``precision`` say)."""
         return ForestPredictor(run_dir, config, state, info)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from workbench.device import pick_device
 from workbench.errors import WorkbenchError
 from workbench.models import get_architecture
+from workbench.precision import resolve_precision
 from workbench.progress import Progress, as_progress
 from workbench.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from workbench.training.config import TrainConfig
@@ -95,6 +96,8 @@ class Trainer:
         self._thread: threading.Thread | None = None
 
         self.device = pick_device(config.device)  # a device this machine lacks: fail before reading data
+        #: the forward passes' precision on this device ("fp32", "bf16" or "fp16"; a forest: always fp32)
+        self.precision = resolve_precision(config.precision, self.device) if self.info.is_network else "fp32"
         raw = as_array(raw, "raw")
         labels = as_array(labels, "labels")
         if raw.shape != labels.shape:
@@ -291,6 +294,7 @@ class Trainer:
             "offsets": self.task.offsets,
             "iteration": int(self.iteration),
             "train_seconds": float(self.train_seconds),
+            "precision": self.precision,
         }
 
     def save_checkpoint(self) -> Path:
