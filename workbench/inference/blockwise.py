@@ -48,7 +48,7 @@ def _run_info(predictor: Predictor, raw: Volume, plan: BlockPlan, options: Predi
         "tta": options.tta,
         "target": str(predictor.target or ""),
         # the forward passes' precision ("fp32", "bf16"; the forest: always fp32); a predictor without one: fp32
-        "precision": str(getattr(predictor, "precision", None) or "fp32"),
+        "precision": str(predictor.precision),
     }
 
 

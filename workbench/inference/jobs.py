@@ -144,5 +144,5 @@ def make_job(predictor: Predictor, raw: Volume, store: BlockStore, options: Pred
         tile_shape=options.tile_shape,
         torch_threads=options.torch_threads,
         compile=options.compile,
-        precision=str(getattr(predictor, "precision", None) or "fp32"),
+        precision=str(predictor.precision),
     )

@@ -33,6 +33,7 @@ class Predictor(Protocol):
         run_dir: the training run it was loaded from (Dask workers reload it), or None (it is pickled).
         device: where it runs (a ``torch.device`` or a string; None or ``"cpu"``: the CPU).
         model: the underlying model (``torch.compile`` replaces a ``torch.nn.Module`` here), or None.
+        precision: the arithmetic ``predict`` runs in (``"fp32"`` or ``"bf16"``, ``workbench.precision``).
     """
 
     spatial_dims: int
@@ -47,6 +48,7 @@ class Predictor(Protocol):
     run_dir: Path | None
     device: Any
     model: Any
+    precision: str
 
     def predict(self, block: np.ndarray) -> np.ndarray:
         """Raw block (z, y, x) in the raw dtype -> float32 (out_channels, z, y, x), normalisation included."""
@@ -56,7 +58,7 @@ class Predictor(Protocol):
 #: Every attribute of the Protocol (``predict`` aside).
 PREDICTOR_ATTRIBUTES: tuple[str, ...] = (
     "spatial_dims", "out_channels", "channel_names", "halo", "divisor", "in_channels", "target", "activation",
-    "tile_shape", "run_dir", "device", "model",
+    "tile_shape", "run_dir", "device", "model", "precision",
 )
 
 #: What a duck-typed predictor's missing attributes mean (``channel_names``/``out_channels`` derive from each other).
@@ -71,6 +73,7 @@ OPTIONAL_DEFAULTS: dict[str, Any] = {
     "run_dir": None,
     "device": None,
     "model": None,
+    "precision": "fp32",
 }
 
 
@@ -104,6 +107,7 @@ class PredictorAdapter:
     run_dir = _forwarded("run_dir")
     device = _forwarded("device")
     model = _forwarded("model")
+    precision = _forwarded("precision")
 
     def __init__(self, inner: Any):
         self.inner = inner
