@@ -129,6 +129,7 @@ class TrainPanel:
         self.history = list(runs[-1].metrics) if runs else []
         self.run_dir = runs[-1].path if runs else None
         self._shown = -1
+        self._curves_resent = False  # the first tick sends them again, once the page shows the plot
         self._update_curves()
         if runs:
             last = runs[-1].metrics[-1]
@@ -279,6 +280,11 @@ class TrainPanel:
             self._pred_ready = False
             if self.view is not None:
                 self.view.refresh()
+        if not self._curves_resent:
+            # curves sent before the page drew the plot are lost: send them once more from the first tick on
+            self._curves_resent = True
+            self._shown = -1
+            self._update_curves()
         if self.trainer is None:
             return
         now = time.monotonic()
@@ -348,6 +354,7 @@ class TrainPanel:
 
     _pred_z = -1
     _pred_ready = False
+    _curves_resent = False
 
     def _set_slice(self, z: int) -> None:
         if self.view is not None:

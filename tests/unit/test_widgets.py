@@ -241,6 +241,14 @@ def test_train_then_results(ctx, project):
     run = project.runs()[-1]
     assert run.checkpoint is not None and json.loads((run.path / "config.json").read_text())["arch"] == "unet2d"
     assert project.state["last_run"] == run.id
+    # a reloaded page: the last run's curves are sent again at the first tick, once the plot is on the page
+    again = TrainPanel(ctx, live=False)
+    sent = []
+    again._loss_pipe.send = sent.append
+    again.poll()
+    assert len(sent) == 1 and len(sent[0]) == len([h for h in train.history if "loss" in h])
+    again.poll()
+    assert len(sent) == 1  # once
 
     # results lists the run (the "run" event), predicts in the background, scores against the truth
     assert results.run.value == run.id and not results.predict_btn.disabled
