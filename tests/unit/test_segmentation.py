@@ -51,6 +51,22 @@ def cells():
     return truth, np.clip(boundary, 0, 1)
 
 
+@pytest.fixture
+def boundary_prediction(tmp_path, cells):
+    """The cells' boundary map stored as a one-channel 2D prediction (``membrane``)."""
+    from workbench.inference import predict_volume
+
+    class BoundaryPredictor:
+        spatial_dims, out_channels, channel_names, halo = 2, 1, ["membrane"], (0, 0, 0)
+
+        def predict(self, block):
+            return np.asarray(block, np.float32)[None] / 255.0
+
+    pred = tmp_path / "p.zarr"
+    predict_volume(BoundaryPredictor(), (cells[1] * 255).astype(np.uint8), pred)
+    return pred
+
+
 def test_connected_components_and_size_filter(blobs):
     labels = connected_components(blobs.astype(np.float32), threshold=0.5)
     ref, n = ndi.label(blobs)
@@ -250,21 +266,13 @@ def test_per_section_watershed_and_components_never_cross_z(cells, block):
     assert label_blockwise(lambda b: mask[b.slices], cc, job) == 1
 
 
-def test_segment_cli_per_section(tmp_path, cells):
+def test_segment_cli_per_section(tmp_path, cells, boundary_prediction):
     from workbench.cli import main
-    from workbench.inference import predict_volume
     from workbench.io import open_volume
 
     truth, boundary = cells
+    pred = boundary_prediction
 
-    class BoundaryPredictor:
-        spatial_dims, out_channels, channel_names, halo = 2, 1, ["membrane"], (0, 0, 0)
-
-        def predict(self, block):
-            return np.asarray(block, np.float32)[None] / 255.0
-
-    pred = tmp_path / "p.zarr"
-    predict_volume(BoundaryPredictor(), (boundary * 255).astype(np.uint8), pred)
     seg = tmp_path / "s.zarr"
     assert main(["segment", str(pred), "--out", str(seg), "--method", "watershed", "--threshold", "0.3", "--per-section",
                  "--no-progress"]) == 0
@@ -336,22 +344,14 @@ def test_segment_options_are_checked_once():
         assert words in str(err.value) and "\n" not in str(err.value), (kwargs, str(err.value))
 
 
-def test_segment_prediction_progress_and_stop(tmp_path, cells):
+def test_segment_prediction_progress_and_stop(tmp_path, cells, boundary_prediction):
     import zarr
 
-    from workbench.inference import predict_volume
     from workbench.segmentation import SegmentOptions, segment_prediction
 
     truth, boundary = cells
+    pred = boundary_prediction
 
-    class BoundaryPredictor:
-        spatial_dims, out_channels, channel_names, halo = 2, 1, ["membrane"], (0, 0, 0)
-
-        def predict(self, block):
-            return np.asarray(block, np.float32)[None] / 255.0
-
-    pred = tmp_path / "p.zarr"
-    predict_volume(BoundaryPredictor(), (boundary * 255).astype(np.uint8), pred)
     options = SegmentOptions(method="watershed", threshold=0.3, block_shape=(4, 16, 16), merge_threshold=0.5)
     calls = []
     seg = segment_prediction(pred, tmp_path / "s.zarr", options, progress=lambda d, n: calls.append((d, n)))
