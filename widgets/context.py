@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from widgets._common import Job
+from workbench.atomic import atomic_write
+from workbench.errors import WorkbenchError
 from workbench.project import Project
 
 #: Events: project (another project opened), classes, labels, arch (architecture or settings chosen),
@@ -64,8 +66,8 @@ class AppContext:
         self.project = project
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
-            (self.workspace / CURRENT_FILE).write_text(str(Path(project.root).resolve()))
-        except OSError:
+            atomic_write(self.workspace / CURRENT_FILE, str(Path(project.root).resolve()))
+        except (OSError, WorkbenchError):
             pass
         if self._viewer is not None:
             self.close_viewer()

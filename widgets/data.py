@@ -43,6 +43,10 @@ class FileBrowser:
         p = (self.root / p if not p.is_absolute() else p).resolve()
         if p != self.root and self.root not in p.parents:
             raise WorkbenchError("outside the data root; choose something inside it", path)
+        try:
+            p.exists()
+        except OSError as err:  # a name too long for the file system, a permission refused
+            raise WorkbenchError(f"cannot use this path ({err.strerror})", str(path)[:80]) from None
         return p
 
     def refresh(self) -> None:

@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except WorkbenchError as err:
         print(f"workbench {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the environment (a full disk, permissions, a file gone): one line, exit 2
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"workbench {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"workbench {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -62,7 +63,13 @@ def export_model(run_dir: str | Path, out_dir: str | Path) -> Path:
         raise WorkbenchError("not a training run (no config.json)", run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if json.loads(config.read_text()).get("arch") == "forest":
-        return Path(shutil.make_archive(str(out_dir / f"{run_dir.name}-model"), "zip", root_dir=run_dir, base_dir="."))
+        from workbench.atomic import atomic_path
+
+        out = out_dir / f"{run_dir.name}-model.zip"
+        with atomic_path(out) as tmp:  # never half a zip under the final name
+            made = shutil.make_archive(str(tmp), "zip", root_dir=run_dir, base_dir=".")
+            os.replace(made, tmp)
+        return out
     from workbench.training.export import export_run
 
     return export_run(run_dir, "bioimageio", out_dir / f"{run_dir.name}.bioimageio.zip")

@@ -6,7 +6,7 @@ proxy (``widgets.serve.proxy``) that its port may be reached: the app server nam
 (holding its pid) and removes it when the process exits. Outside an app server the variable is
 unset and registering does nothing.
 
-Standard library only: imported by viewers and by the app server alike.
+Standard library (and :mod:`workbench.atomic`'s ``pid_alive``) only: imported by viewers and by the app server alike.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import os
 import socket
 import time
 from pathlib import Path
+
+from workbench.atomic import pid_alive
 
 #: Environment variable naming the directory of proxy-allowed ports (one file per port, holding a pid).
 PROXY_PORTS_ENV = "WORKBENCH_PROXY_PORTS_DIR"
@@ -97,16 +99,6 @@ def _unregister_all() -> None:
         _registered.discard(path)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def proxy_port_allowed(port: int | str, root: str | Path | None = None) -> bool:
     """True when ``port`` was registered by a live workbench process (see :func:`register_proxy_port`)."""
     root = root or proxy_ports_dir()
@@ -117,7 +109,7 @@ def proxy_port_allowed(port: int | str, root: str | Path | None = None) -> bool:
         pid = int(path.read_text().strip() or 0)
     except (OSError, ValueError):
         return False
-    if pid and not _pid_alive(pid):  # a crashed kernel: its port may now belong to anything
+    if pid and not pid_alive(pid):  # a crashed kernel: its port may now belong to anything
         try:
             path.unlink()
         except OSError:

@@ -22,11 +22,13 @@ import threading
 import time
 from collections.abc import Iterator, MutableMapping
 from dataclasses import asdict, dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from workbench.atomic import atomic_write_json, pid_alive
 from workbench.classes import PALETTE, LabelClass, as_class, default_color, normalize_color
 from workbench.errors import WorkbenchError
 from workbench.io.volume import Volume
@@ -37,6 +39,7 @@ DATA_STORE = "data.zarr"
 JOURNAL_FILE = "annotations.jsonl"
 UNDO_DIR = "annotations.undo"
 RUNS_DIR = "runs"
+MAX_CLASS_NAME = 100
 
 #: The class record and the colours given to new classes live in :mod:`workbench.classes` (re-exported here).
 __all__ = ["DEFAULT_CLASSES", "PALETTE", "LabelClass", "Project", "ProjectState", "RunInfo"]
@@ -67,16 +70,6 @@ class RunInfo:
     @property
     def last_metrics(self) -> dict | None:
         return self.metrics[-1] if self.metrics else None
-
-
-def _atomic_write_json(path: Path, obj) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=False)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _is_zarr_source(src: str) -> bool:
@@ -238,22 +231,39 @@ class Project:
             raise WorkbenchError("already a project; open it instead", root)
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise WorkbenchError("cannot create a project here: the folder is not empty", root)
-        made_root = not root.exists()
-        root.mkdir(parents=True, exist_ok=True)
+        from dataclasses import replace
+
+        from workbench.annotations.store import create_label_image
+
+        o = replace(options or ProjectOptions(), name=(options.name if options else None) or root.name)
+        # built under a hidden name beside the folder and renamed into place when complete: a process
+        # killed while creating leaves no half-made project under the final name
         try:
-            meta = cls._build(root, raw, options or ProjectOptions(), truth, progress)
-            _atomic_write_json(root / PROJECT_FILE, meta)  # last: the folder is a project once complete
+            root.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise WorkbenchError(f"cannot create a project here ({err.strerror})", root.parent) from None
+        _remove_dead_builds(root)
+        tmp = root.with_name(f"{_BUILD_PREFIX}{os.getpid()}-{root.name[:100]}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir()
+            meta = cls._build(tmp, raw, o, truth, progress)
+            classes = [LabelClass(**c) for c in meta["classes"]]
+            create_label_image(tmp / DATA_STORE / "labels" / "annotations", tmp / JOURNAL_FILE,
+                               meta["raw"]["shape"], meta["raw"]["voxel_size"],
+                               _label_options(classes, tmp / UNDO_DIR))
+            atomic_write_json(tmp / PROJECT_FILE, meta)  # the folder is a project once complete
+            try:
+                os.replace(tmp, root)  # root absent or an empty folder
+            except OSError as err:
+                raise WorkbenchError(f"cannot create a project here ({err.strerror})", root) from None
         except BaseException:
-            # never leave a half-made project behind
-            if made_root:
-                shutil.rmtree(root, ignore_errors=True)
-            else:
-                for child in root.iterdir():
-                    shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+            shutil.rmtree(tmp, ignore_errors=True)
             raise
-        project = cls(root, meta)
-        project.annotations  # noqa: B018 (creates the label image and the journal)
-        return project
+        from workbench.atomic import fsync_dir
+
+        fsync_dir(root.parent)
+        return cls(root, meta)
 
     @classmethod
     def _build(cls, root, raw, o: ProjectOptions, truth, progress):
@@ -343,7 +353,7 @@ class Project:
         with self._lock:
             meta = _read_meta(self.json_path) if self.json_path.exists() else self._meta
             change(meta)
-            _atomic_write_json(self.json_path, meta)
+            atomic_write_json(self.json_path, meta)
             self._meta = meta
 
     def reload(self) -> None:
@@ -396,7 +406,7 @@ class Project:
     @property
     def annotations(self):
         """The project's :class:`~workbench.annotations.store.LabelStore` (created on first use)."""
-        from workbench.annotations.store import LabelStore, LabelStoreOptions
+        from workbench.annotations.store import LabelStore
 
         with self._lock:
             if self._annotations is None:
@@ -405,11 +415,8 @@ class Project:
                 if (self.annotations_path).exists():
                     self._annotations = LabelStore(self.annotations_path, journal, undo_dir=undo)
                 else:
-                    dtype = "uint8" if max((c.id for c in self.classes), default=1) <= 255 else "uint16"
-                    options = LabelStoreOptions(dtype=dtype, colors={c.id: c.color for c in self.classes},
-                                                undo_dir=undo)
                     self._annotations = LabelStore.create(self.annotations_path, journal, self.shape,
-                                                          self.voxel_size, options)
+                                                          self.voxel_size, _label_options(self.classes, undo))
             return self._annotations
 
     # ------------------------------------------------------------------ classes
@@ -528,11 +535,34 @@ class Project:
 
 
 # ---------------------------------------------------------------------- helpers
+_BUILD_PREFIX = ".creating-"
+
+
+def _remove_dead_builds(root: Path) -> None:
+    """Delete what a killed :meth:`Project.create` left beside ``root`` (builds of processes no longer alive)."""
+    for p in root.parent.glob(f"{_BUILD_PREFIX}*-{glob_escape(root.name[:100])}"):
+        try:
+            pid = int(p.name[len(_BUILD_PREFIX):].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or not pid_alive(pid):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _label_options(classes: list[LabelClass], undo_dir: Path):
+    from workbench.annotations.store import LabelStoreOptions
+
+    dtype = "uint8" if max((c.id for c in classes), default=1) <= 255 else "uint16"
+    return LabelStoreOptions(dtype=dtype, colors={c.id: c.color for c in classes}, undo_dir=undo_dir)
+
+
 def _read_meta(path: Path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise WorkbenchError("project file is corrupt (nested too deeply)", path) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WorkbenchError(f"project file is corrupt ({exc})", path) from exc
+        raise WorkbenchError(f"project file is corrupt ({exc})", path) from None
     if not isinstance(meta, dict):
         raise WorkbenchError("project file is corrupt (not a JSON object)", path)
     schema = meta.get("schema")
@@ -544,15 +574,42 @@ def _read_meta(path: Path) -> dict:
     for key in ("raw", "classes"):
         if not meta.get(key):
             raise WorkbenchError(f"project file is corrupt (no '{key}')", path)
-    try:
-        for c in meta["classes"]:
-            int(c["id"]), str(c["name"]), str(c["color"])
-        for k in ("source", "shape", "voxel_size"):
-            meta["raw"][k]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise WorkbenchError(f"project file is corrupt (bad raw or classes entry: {exc})", path) from exc
+    problem = _meta_problem(meta)
+    if problem:
+        raise WorkbenchError(f"project file is corrupt ({problem})", path)
     meta.setdefault("state", {})
     return meta
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What is wrong with the entries of a project.json that was read as a JSON object, or None."""
+    import math
+
+    raw, classes = meta["raw"], meta["classes"]
+    if not isinstance(raw, dict) or not isinstance(raw.get("source"), str):
+        return "raw has no source path"
+    shape, voxel = raw.get("shape"), raw.get("voxel_size")
+    if not (isinstance(shape, list) and len(shape) == 3
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in shape)):
+        return f"raw shape must be three positive integers, got {str(shape)[:60]}"
+    if not (isinstance(voxel, list) and len(voxel) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                    for v in voxel)):
+        return f"raw voxel_size must be three positive numbers, got {str(voxel)[:60]}"
+    if not isinstance(classes, list):
+        return "classes is not a list"
+    for c in classes:
+        if not (isinstance(c, dict) and isinstance(c.get("id"), int) and not isinstance(c.get("id"), bool)
+                and isinstance(c.get("name"), str) and isinstance(c.get("color"), str)):
+            return f"bad class entry {str(c)[:60]}"
+    if not isinstance(meta.get("state", {}), dict):
+        return "state is not an object"
+    if not isinstance(meta.get("name", ""), str):
+        return "name is not text"
+    truth = meta.get("truth")
+    if truth is not None and not (isinstance(truth, dict) and isinstance(truth.get("source"), str)):
+        return "truth has no source path"
+    return None
 
 
 def _safe_name(name: str) -> str:
@@ -566,6 +623,11 @@ def _check_name(name, taken) -> str:
     if not isinstance(name, str) or not name.strip():
         raise WorkbenchError("a class name cannot be empty")
     name = name.strip()
+    if any(not ch.isprintable() for ch in name):
+        raise WorkbenchError(f"a class name is one line of text without control characters, got {name[:40]!r}")
+    if len(name) > MAX_CLASS_NAME:
+        raise WorkbenchError(f"a class name is at most {MAX_CLASS_NAME} characters, got {len(name)} "
+                             f"({name[:20]!r}...)")
     if name.lower() in (t.lower() for t in taken):
         raise WorkbenchError(f"there is already a class called {name!r}")
     return name

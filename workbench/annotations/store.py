@@ -19,6 +19,7 @@ import os
 import shutil
 import threading
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.annotations.raster import check_points, clip_box, stroke_mask
+from workbench.atomic import append_line, atomic_save, drop_partial_tail, fsync_dir
 from workbench.errors import WorkbenchError
 
 log = logging.getLogger(__name__)
@@ -160,22 +162,25 @@ class LabelStore:
         self.journal_path = Path(journal_path)
         self.undo_dir = Path(undo_dir) if undo_dir is not None else self.journal_path.with_suffix(".undo")
         self.undo_depth = int(undo_depth)
-        try:
-            self._level0 = _level0_path(self.group_path)
-            self._array = zarr.open_array(str(self._level0), mode="r+")
-        except WorkbenchError:
-            raise
-        except Exception as exc:
-            raise WorkbenchError(f"cannot open the annotation labels ({exc})", self.group_path) from exc
-        if self._array.ndim != 3 or self._array.dtype.kind != "u":
-            raise WorkbenchError(f"annotation labels must be a 3D unsigned integer array, got "
-                                 f"{self._array.ndim}D {self._array.dtype}", self._level0)
         self._shared = _shared_for(self.group_path)
         with self._shared.lock:
+            try:
+                self._level0 = _level0_path(self.group_path)
+            except WorkbenchError:
+                raise
+            except Exception as exc:
+                raise WorkbenchError(f"cannot open the annotation labels ({exc})", self.group_path) from None
             if not self._shared.loaded:
-                self._remove_leftovers()
-                self._load_journal()
-                self._shared.loaded = True
+                undone = self._load_journal()
+                self._recover(undone)  # before opening: an interrupted edit may have the labels renamed aside
+            try:
+                self._array = zarr.open_array(str(self._level0), mode="r+")
+            except Exception as exc:
+                raise WorkbenchError(f"cannot open the annotation labels ({exc})", self.group_path) from None
+            if self._array.ndim != 3 or self._array.dtype.kind != "u":
+                raise WorkbenchError(f"annotation labels must be a 3D unsigned integer array, got "
+                                     f"{self._array.ndim}D {self._array.dtype}", self._level0)
+            self._shared.loaded = True
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -189,22 +194,9 @@ class LabelStore:
             shape, voxel_size: those of the raw volume (z, y, x).
             options: :class:`LabelStoreOptions` (dtype, chunks, colours, undo folder and depth).
         """
-        from workbench.io.omezarr import WriteOptions, create_ome_zarr_image
-
         o = options or LabelStoreOptions()
-        shape = tuple(int(s) for s in shape)
-        chunks = o.chunks or (1, min(256, shape[1]), min(256, shape[2]))
-        # one level: strokes rewrite level 0 only, so there is no pyramid to keep in step
-        create_ome_zarr_image(Path(group_path), shape, np.dtype(o.dtype),
-                              WriteOptions(voxel_size=tuple(voxel_size), chunks=tuple(chunks), levels=1,
-                                           labels=True)).finalize()
-        journal_path = Path(journal_path)
-        journal_path.parent.mkdir(parents=True, exist_ok=True)
-        journal_path.touch()
-        store = cls(group_path, journal_path, undo_dir=o.undo_dir, undo_depth=o.undo_depth)
-        if o.colors:
-            store.set_colors(dict(o.colors))
-        return store
+        create_label_image(group_path, journal_path, shape, voxel_size, o)
+        return cls(group_path, journal_path, undo_dir=o.undo_dir, undo_depth=o.undo_depth)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -346,18 +338,51 @@ class LabelStore:
                   "stop": [float(s) for s in stop]}
         return self._apply_local(record, region, None, label)
 
+    def accept_region(self, start, stop, labels, source: str = "prediction") -> Edit:
+        """Take ``labels`` (e.g. the model's class map) as annotations inside the box ``start:stop``.
+
+        Voxels the user already labelled keep their label; 0 in ``labels`` writes nothing. The edit is
+        journalled as ``accept`` with its ``source`` and undone like a stroke.
+
+        Args:
+            start, stop: the half-open box (z, y, x); it must lie inside the volume.
+            labels: integer array of the box's shape, classes 0..max.
+            source: what the labels come from (kept in the journal).
+
+        Raises:
+            WorkbenchError: a box outside the volume, labels of another shape or with unknown classes.
+        """
+        start = [int(v) for v in start]
+        stop = [int(v) for v in stop]
+        if any(a < 0 or b > n or a >= b for a, b, n in zip(start, stop, self.shape)) or len(start) != 3:
+            raise WorkbenchError(f"box {start}..{stop} is not inside the volume {self.shape}")
+        region = tuple(slice(a, b) for a, b in zip(start, stop))
+        labels = np.asarray(labels)
+        if labels.shape != tuple(b - a for a, b in zip(start, stop)):
+            raise WorkbenchError(f"labels of shape {labels.shape} do not fill the box {start}..{stop}")
+        top = int(labels.max()) if labels.size else 0
+        if top > self.max_label or (labels.size and int(labels.min()) < 0):
+            raise WorkbenchError(f"labels to accept use class {top}, outside 0..{self.max_label}")
+        labels = labels.astype(self.dtype, copy=False)
+        with self._shared.lock:
+            mask = (labels > 0) & (np.asarray(self._array[region]) == 0)
+            record = {"op": "accept", "source": str(source), "start": start, "stop": stop}
+            return self._apply_local(record, region, mask, labels)
+
     def _apply_local(self, record, region, mask, label) -> Edit:
-        """Write ``label`` where ``mask`` (all of ``region`` when None), saving the previous contents."""
+        """Write ``label`` (a class id, or an array of the region's shape) where ``mask`` (all of ``region``
+        when None), saving the previous contents."""
         with self._shared.lock:
             op_id = self._shared.next_id
             if region is None:
                 return self._commit(op_id, record, None, None, 0, None)
             before = np.asarray(self._array[region])
             after = before.copy()
+            per_voxel = isinstance(label, np.ndarray)
             if mask is None:
                 after[...] = label
             else:
-                after[mask] = label
+                after[mask] = label[mask] if per_voxel else label
             diff = before != after
             changed = int(np.count_nonzero(diff))
             undo = None
@@ -368,7 +393,10 @@ class LabelStore:
             delta = Counter()
             if changed:
                 delta.update({int(k): -int(n) for k, n in zip(*np.unique(before[diff], return_counts=True))})
-                delta[int(label)] += changed
+                if per_voxel:
+                    delta.update({int(k): int(n) for k, n in zip(*np.unique(after[diff], return_counts=True))})
+                else:
+                    delta[int(label)] += changed
             return self._commit(op_id, record, region, undo, changed, delta)
 
     def clear(self) -> Edit:
@@ -470,20 +498,28 @@ class LabelStore:
                     if not path.exists():
                         log.warning("undo data for operation %d is missing; skipped", target)
                         continue
-                    with np.load(path) as f:
-                        before = f["before"]
-                        start = f["start"]
+                    try:
+                        with np.load(path) as f:
+                            before, start = f["before"], f["start"]
+                        if before.ndim != 3 or start.shape != (3,):
+                            raise ValueError(f"shapes {before.shape} {start.shape}")
+                    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+                        log.warning("undo data for operation %d is damaged (%s); skipped", target, err)
+                        continue
                     region = tuple(slice(int(s), int(s) + n) for s, n in zip(start, before.shape))
                     current = np.asarray(self._array[region])
                     diff = current != before
                     changed = int(np.count_nonzero(diff))
+                    # what the labels are now, kept until the undo is journalled (a kill in between rolls back)
+                    redo = self._redo_path(target)
+                    atomic_save(redo, lambda f, c=current, s=start: np.savez_compressed(f, before=c, start=s))
                     self._array[region] = before
                     if self._shared.counts is not None:
                         self._shared.counts.update({int(k): -int(n) for k, n in
                                                     zip(*np.unique(current[diff], return_counts=True))})
                         self._shared.counts.update({int(k): int(n) for k, n in
                                                     zip(*np.unique(before[diff], return_counts=True))})
-                    path.unlink()
+                    done = (path, redo)
                 else:
                     snap = self._snapshot_path(target)
                     if not snap.exists():
@@ -491,7 +527,7 @@ class LabelStore:
                         continue
                     import zarr
 
-                    trash = self._level0.with_name(self._level0.name + f".undone-{target}")
+                    trash = self._undone_path(target)
                     os.replace(self._level0, trash)
                     os.replace(snap, self._level0)
                     self._reopen()
@@ -501,32 +537,22 @@ class LabelStore:
                         block = np.asarray(self._array[zs])
                         changed += int(np.count_nonzero(block != np.asarray(undone[zs])))
                         counts.update({i: int(n) for i, n in enumerate(np.bincount(block.ravel())) if n})
-                    shutil.rmtree(trash)
                     self._shared.counts = counts
                     region = self._full()
+                    done = (trash,)
                 op_id = self._shared.next_id
-                return self._commit(op_id, {"op": "undo", "undoes": target}, region, None, changed, None,
+                edit = self._commit(op_id, {"op": "undo", "undoes": target}, region, None, changed, None,
                                     push=False)
+                for leftover in done:  # removed only once the undo is journalled
+                    _remove_path(leftover)
+                return edit
             return None
 
     # ------------------------------------------------------------------ metadata
     def set_colors(self, colors: dict[int, str]) -> None:
         """Write class colours (``{label: "#rrggbb"}``) into the NGFF ``image-label`` metadata."""
-        import zarr
-
         with self._shared.lock:
-            group = zarr.open_group(str(self.group_path), mode="r+")
-            attrs = dict(group.attrs)
-            ome = _ome_attrs(attrs)
-            entry = [{"label-value": int(k), "rgba": _hex_to_rgba(c)} for k, c in sorted(colors.items())]
-            il = dict(ome.get("image-label", {}))
-            il["colors"] = entry
-            ome = dict(ome)
-            ome["image-label"] = il
-            if "ome" in attrs:
-                group.attrs["ome"] = ome
-            else:
-                group.attrs["image-label"] = il
+            _write_colors(self.group_path, colors)
 
     # ------------------------------------------------------------------ internals
     def _full(self) -> tuple[slice, slice, slice]:
@@ -538,12 +564,17 @@ class LabelStore:
     def _snapshot_path(self, op_id: int) -> Path:
         return self.undo_dir / f"{op_id:08d}.snapshot"
 
+    def _redo_path(self, op_id: int) -> Path:
+        return self.undo_dir / f"{op_id:08d}.redo.npz"
+
+    def _undone_path(self, op_id: int) -> Path:
+        return self._level0.with_name(self._level0.name + f".undone-{op_id}")
+
     def _save_patch(self, op_id, region, before) -> None:
         self.undo_dir.mkdir(parents=True, exist_ok=True)
         path = self._patch_path(op_id)
-        tmp = path.with_name(path.stem + ".tmp.npz")
-        np.savez_compressed(tmp, before=before, start=np.array([s.start for s in region], dtype=np.int64))
-        os.replace(tmp, path)
+        start = np.array([s.start for s in region], dtype=np.int64)
+        atomic_save(path, lambda f: np.savez_compressed(f, before=before, start=start))
 
     def _replace_all(self, op_id, fill) -> int:
         """Swap in a new level-0 array; the current one becomes the undo snapshot (a rename, not a copy).
@@ -585,6 +616,7 @@ class LabelStore:
             shutil.rmtree(snap)
         os.replace(self._level0, snap)
         os.replace(tmp, self._level0)
+        fsync_dir(self._level0.parent)
         self._reopen()
         self._shared.counts = counts
         return changed
@@ -601,9 +633,7 @@ class LabelStore:
             record["region"] = [[s.start, s.stop] for s in region]
         line = json.dumps(record, separators=(",", ":"))
         self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.journal_path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
+        append_line(self.journal_path, line)  # one write + fsync: the edit is acknowledged once this returns
         sh = self._shared
         sh.next_id = op_id + 1
         if delta and sh.counts is not None:
@@ -630,38 +660,98 @@ class LabelStore:
             else:
                 path.unlink(missing_ok=True)
 
-    def _remove_leftovers(self) -> None:
-        """Delete what an interrupted whole-volume edit or undo left beside the labels (never the labels)."""
-        for pattern in (f"{self._level0.name}.new-*", f"{self._level0.name}.undone-*"):
-            for path in self._level0.parent.glob(pattern):
-                shutil.rmtree(path, ignore_errors=True)
-        if self.undo_dir.exists():
-            for path in self.undo_dir.glob("*.tmp.npz"):
-                path.unlink(missing_ok=True)
+    def _recover(self, undone: set[int]) -> None:
+        """Bring the labels back in step with the journal after a process was killed mid-edit.
 
-    def _load_journal(self) -> None:
-        """Rebuild the undo stack and the next id from the journal (after a restart)."""
+        An edit is acknowledged when its journal line is written. Whatever an edit or undo did before that
+        (a patch, a swapped-in array, a reverted region) is rolled back from the undo data it saved first;
+        what a journalled undo left to delete is deleted. ``undone``: the operations the journal undid.
+        """
+        import zarr
+
+        level0, next_id = self._level0, self._shared.next_id
+        for path in level0.parent.glob(f"{level0.name}.new-*"):  # a whole-volume edit still being written
+            shutil.rmtree(path, ignore_errors=True)
+        for path in level0.parent.glob(f"{level0.name}.undone-*"):
+            target = int(path.name.rsplit("-", 1)[1])
+            if target in undone:  # the undo was journalled: this is what it replaced
+                shutil.rmtree(path, ignore_errors=True)
+                continue
+            log.warning("rolling back an undo of operation %d that was not journalled", target)
+            if level0.exists():
+                os.replace(level0, self._snapshot_path(target))
+            os.replace(path, level0)
+        if not self.undo_dir.exists():
+            if not level0.exists():
+                raise WorkbenchError("the annotation labels are missing", level0)
+            return
+        for path in self.undo_dir.glob("*.tmp"):
+            path.unlink(missing_ok=True)
+        for path in sorted(self.undo_dir.glob("*.snapshot"), reverse=True):
+            if int(path.name.split(".")[0]) >= next_id:  # a whole-volume edit that was not journalled
+                log.warning("rolling back operation %s that was not journalled", path.name.split(".")[0])
+                if level0.exists():
+                    shutil.rmtree(level0)
+                os.replace(path, level0)
+        if not level0.exists():
+            raise WorkbenchError("the annotation labels are missing", level0)
+        array = None
+        redo = sorted(self.undo_dir.glob("*.redo.npz"), reverse=True)
+        patches = [p for p in sorted(self.undo_dir.glob("*.npz"), reverse=True)
+                   if not p.name.endswith(".redo.npz") and int(p.name.split(".")[0]) >= next_id]
+        for path in redo + patches:
+            target = int(path.name.split(".")[0])
+            if path in redo and target in undone:
+                path.unlink(missing_ok=True)
+                self._patch_path(target).unlink(missing_ok=True)
+                continue
+            log.warning("rolling back an edit (%s) that was not journalled", path.name)
+            if array is None:
+                array = zarr.open_array(str(level0), mode="r+")
+            try:
+                with np.load(path) as f:
+                    before, start = f["before"], f["start"]
+            except Exception:  # undo data of an edit that never reached the labels
+                path.unlink(missing_ok=True)
+                continue
+            array[tuple(slice(int(s), int(s) + n) for s, n in zip(start, before.shape))] = before
+            path.unlink(missing_ok=True)
+
+    def _load_journal(self) -> set[int]:
+        """Rebuild the undo stack and the next id from the journal (after a restart); returns the undone ids.
+
+        A last line without its newline (an append cut short by a kill, never acknowledged) is dropped first.
+        """
         sh = self._shared
         stack: list[tuple[int, str]] = []
+        undone: set[int] = set()
         next_id = 0
         if self.journal_path.exists():
+            if drop_partial_tail(self.journal_path):
+                log.warning("%s: an unfinished last line was dropped", self.journal_path)
             with open(self.journal_path, encoding="utf-8") as f:
                 for n, line in enumerate(f, 1):
                     if not line.strip():
                         continue
                     try:
                         rec = json.loads(line)
-                    except json.JSONDecodeError:
+                    except (json.JSONDecodeError, RecursionError):
                         log.warning("%s:%d: unreadable journal line skipped", self.journal_path, n)
                         continue
-                    next_id = max(next_id, int(rec.get("id", -1)) + 1)
+                    if not isinstance(rec, dict) or not isinstance(rec.get("id"), int) or rec["id"] < 0:
+                        log.warning("%s:%d: journal line without an operation id skipped", self.journal_path, n)
+                        continue
+                    next_id = max(next_id, rec["id"] + 1)
                     if rec.get("op") == "undo":
                         target = rec.get("undoes")
                         stack = [e for e in stack if e[0] != target]
-                    elif rec.get("undo"):
-                        stack.append((int(rec["id"]), rec["undo"]))
+                        if isinstance(target, int):
+                            undone.add(target)
+                    elif rec.get("undo") in ("patch", "snapshot"):
+                        stack.append((rec["id"], rec["undo"]))
         sh.undo_stack = stack[-self.undo_depth:] if self.undo_depth > 0 else []
         sh.next_id = next_id
+        return undone
 
     def history(self) -> list[dict]:
         """Every journal record, oldest first."""
@@ -672,10 +762,59 @@ class LabelStore:
             with open(self.journal_path, encoding="utf-8") as f:
                 for line in f:
                     try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError:
+                        rec = json.loads(line)
+                    except (json.JSONDecodeError, RecursionError):
                         continue
+                    if isinstance(rec, dict):
+                        out.append(rec)
             return out
+
+
+def create_label_image(group_path, journal_path, shape, voxel_size=(1.0, 1.0, 1.0),
+                       options: LabelStoreOptions | None = None) -> None:
+    """Write an empty NGFF label image (renamed into place when complete) and an empty journal, unopened.
+
+    Args: as :meth:`LabelStore.create`.
+    """
+    from workbench.io.omezarr import WriteOptions, create_ome_zarr_image
+
+    o = options or LabelStoreOptions()
+    shape = tuple(int(s) for s in shape)
+    chunks = o.chunks or (1, min(256, shape[1]), min(256, shape[2]))
+    # one level: strokes rewrite level 0 only, so there is no pyramid to keep in step
+    image = create_ome_zarr_image(Path(group_path), shape, np.dtype(o.dtype),
+                                  WriteOptions(voxel_size=tuple(voxel_size), chunks=tuple(chunks), levels=1,
+                                               labels=True))
+    image.finalize()
+    if o.colors:
+        _write_colors(Path(group_path), dict(o.colors))
+    journal_path = Path(journal_path)
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
+    journal_path.touch()
+
+
+def _write_colors(group_path: Path, colors: dict[int, str]) -> None:
+    import zarr
+
+    group = zarr.open_group(str(group_path), mode="r+")
+    attrs = dict(group.attrs)
+    ome = _ome_attrs(attrs)
+    entry = [{"label-value": int(k), "rgba": _hex_to_rgba(c)} for k, c in sorted(colors.items())]
+    il = dict(ome.get("image-label", {}))
+    il["colors"] = entry
+    ome = dict(ome)
+    ome["image-label"] = il
+    if "ome" in attrs:
+        group.attrs["ome"] = ome
+    else:
+        group.attrs["image-label"] = il
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _hex_to_rgba(color: str) -> list[int]:

@@ -8,7 +8,11 @@ each process reopens the file on first access.
 
 from __future__ import annotations
 
+import math
+import os
+import struct
 import threading
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,7 +21,77 @@ import numpy as np
 from workbench.errors import WorkbenchError
 
 #: Exceptions a reader raises for damaged files; they become a one-line WorkbenchError.
-READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError, RuntimeError, KeyError, IndexError)
+READ_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, EOFError, RuntimeError, KeyError, IndexError,
+                                                TypeError, ArithmeticError, AssertionError, RecursionError,
+                                                struct.error, zlib.error)
+#: ... and while a header or metadata is parsed (a field of the wrong JSON type: ``None.get``)
+OPEN_ERRORS: tuple[type[BaseException], ...] = (*READ_ERRORS, AttributeError, UnicodeError)
+
+
+def first_line(err: BaseException, limit: int = 160) -> str:
+    """``Type: first line of the message`` of an exception, at most ``limit`` characters."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:limit]}" if text else type(err).__name__
+
+
+def memory_limit() -> int:
+    """The most bytes one page, chunk or block may claim: a quarter of physical memory, at most half of what
+    is available now (a decoder asked for more aborts the process or starves the machine)."""
+    try:
+        total = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        total = 64 * 1024**3
+    try:
+        import psutil
+
+        available = int(psutil.virtual_memory().available)
+    except Exception:  # no psutil or no /proc: physical memory only
+        available = total
+    return max(256 * 1024**2, min(total // 4, available // 2))
+
+
+def refuse_huge(shape, itemsize: int, what: str, source: str) -> None:
+    """Raise before anything is allocated when one ``what`` (a page, chunk, block) of ``shape`` claims
+    more bytes than :func:`memory_limit`: a damaged or hostile header, not a file this machine can read.
+
+    Raises:
+        WorkbenchError: the claim is too large (or not a list of sizes).
+    """
+    try:
+        n = math.prod(int(s) for s in shape) * int(itemsize)
+    except (TypeError, ValueError, OverflowError):
+        raise WorkbenchError(f"{what} size {shape!r} is not a list of sizes (damaged header?)", source) from None
+    limit = memory_limit()
+    if n > limit:
+        raise WorkbenchError(f"one {what} claims {n / 1e9:.3g} GB ({' x '.join(map(str, shape))}), more than the "
+                             f"{limit / 1e9:.3g} GB one read may take here (damaged header?)", source)
+
+
+class Guarded:
+    """A library's array (zarr) whose reads turn damaged-data errors into one-line WorkbenchErrors."""
+
+    def __init__(self, base: Any, source: str = ""):
+        self.base, self.source = base, source
+        self.shape = tuple(int(s) for s in base.shape)
+        self.dtype = np.dtype(base.dtype)
+        self.chunks = getattr(base, "chunks", None)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        try:
+            return np.asarray(self.base[key])
+        except WorkbenchError:
+            raise
+        except READ_ERRORS as err:
+            raise WorkbenchError(f"cannot read the data (damaged or truncated file?): {first_line(err)}",
+                                 self.source) from None
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[...]
+        return a if dtype is None else a.astype(dtype)
+
+    def __len__(self) -> int:
+        return self.shape[0]
 
 
 def normalize_key(key: Any, shape: Sequence[int]) -> tuple:
@@ -80,6 +154,7 @@ class LazyArray:
         key = normalize_key(key, self.shape)
         if any(s == 0 for s in sliced_shape(key, self.shape)):
             return np.zeros(sliced_shape(key, self.shape), self.dtype)
+        refuse_huge(sliced_shape(key, self.shape), self.dtype.itemsize, "read", self.source)
         # readers get positive steps only (h5py and zarr refuse negative ones): read forwards, then flip
         flip, fwd, out_axis = [], [], 0
         for k, n in zip(key, self.shape):
@@ -95,7 +170,8 @@ class LazyArray:
         except WorkbenchError:
             raise
         except READ_ERRORS as err:
-            raise WorkbenchError(f"cannot read the data (damaged or truncated file?): {err}", self.source) from err
+            raise WorkbenchError(f"cannot read the data (damaged or truncated file?): {first_line(err)}",
+                                 self.source) from None
 
     def _read(self, key: tuple) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

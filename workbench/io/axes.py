@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from workbench.errors import WorkbenchError
@@ -42,6 +43,10 @@ def to_zyx(data: Any, axes: str, channel: int | None, src: str) -> Any:
     axes = axes.upper()
     if len(axes) != len(shape):
         raise WorkbenchError(f"axes {axes!r} do not match the array shape {shape}", src)
+    if any(s < 0 for s in shape):
+        raise WorkbenchError(f"damaged header: negative size in shape {shape}", src)
+    if math.prod(shape) >= 2**62:  # no file holds this many voxels; libraries' index arithmetic overflows
+        raise WorkbenchError(f"damaged header: shape {shape} claims more than 2^62 voxels", src)
     if any(s == 0 for s in shape):
         raise WorkbenchError(f"volume is empty (shape {shape})", src)
     if len(shape) < 2:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.io.arrays import LazyArray
+from workbench.io.arrays import LazyArray, refuse_huge
 from workbench.io.axes import guess_axes, to_zyx
 from workbench.io.volume import Volume
 
@@ -95,6 +95,7 @@ def open_hdf5(path: Path, key: str | None, channel: int | None = None) -> Volume
         if ds.dtype.kind not in "biuf":
             raise WorkbenchError(f"dataset {key!r} has unsupported type {ds.dtype}", src)
         vs = voxel_size_from_attrs(ds.attrs) or voxel_size_from_attrs(f.attrs)
+        refuse_huge(ds.chunks or (1,), ds.dtype.itemsize, "chunk", f"{src}:{key}")
         arr = H5Array(src, key, ds.shape, ds.dtype, ds.chunks)
         axes = "".join(str(a) for a in ds.attrs.get("axes", "")) if "axes" in ds.attrs else ""
     finally:

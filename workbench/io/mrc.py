@@ -22,9 +22,7 @@ class MrcArray(LazyArray):
         self.shape, self.dtype = tuple(shape), np.dtype(dtype)
 
     def _open(self):
-        import mrcfile
-
-        return mrcfile.mmap(self.path, mode="r", permissive=True)
+        return _mmap(self.path)
 
     def _read(self, key):
         data = self._local(self._open).data
@@ -33,17 +31,27 @@ class MrcArray(LazyArray):
         return np.array(data[key], dtype=self.dtype)
 
 
+def _mmap(path: str):
+    """``mrcfile.mmap`` in permissive mode, its warnings about a damaged header silenced (the caller refuses
+    a file without a data block in one line instead)."""
+    import warnings
+
+    import mrcfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return mrcfile.mmap(path, mode="r", permissive=True)
+
+
 def open_mrc(path: Path, channel: int | None = None) -> Volume:
     """Open an MRC volume (or image) lazily.
 
     Raises:
         WorkbenchError: invalid header or a data block shorter than the header says.
     """
-    import mrcfile
-
     src = str(path)
     try:
-        with mrcfile.mmap(src, mode="r", permissive=True) as mrc:
+        with _mmap(src) as mrc:
             if mrc.data is None:
                 raise WorkbenchError("not a valid MRC file (bad header or truncated data)", src)
             shape, dtype = tuple(mrc.data.shape), mrc.data.dtype.newbyteorder("=")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.io.arrays import LazyArray
+from workbench.io.arrays import LazyArray, refuse_huge
 from workbench.io.axes import guess_axes, to_zyx
 from workbench.io.volume import Volume
 
@@ -41,9 +41,14 @@ def _attributes(path: Path) -> dict:
     if not f.is_file():
         return {}
     try:
-        return json.loads(f.read_text())
+        attrs = json.loads(f.read_text())
+    except RecursionError:
+        raise WorkbenchError("unreadable attributes.json: nested too deeply", f) from None
     except (OSError, ValueError) as err:
-        raise WorkbenchError(f"unreadable attributes.json: {err}", f) from err
+        raise WorkbenchError(f"unreadable attributes.json: {err}", f) from None
+    if not isinstance(attrs, dict):
+        raise WorkbenchError("unreadable attributes.json: not a JSON object", f)
+    return attrs
 
 
 def _datasets(root: Path) -> list[str]:
@@ -92,6 +97,7 @@ def open_n5(root: Path, inner: str = "", channel: int | None = None) -> Volume:
         dtype = np.dtype(attrs["dataType"])
     except (KeyError, TypeError) as err:
         raise WorkbenchError(f"N5 dataset has no valid dataType: {attrs.get('dataType')}", src) from err
+    refuse_huge(chunks, dtype.itemsize, "block", src)
     arr = N5Array(src, shape, dtype, chunks)
     vs = _voxel_size(attrs)
     view = to_zyx(arr, guess_axes(shape, src), channel, src)

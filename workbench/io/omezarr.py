@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from workbench.atomic import atomic_write, atomic_write_json
 from workbench.blocks import run_threaded
 from workbench.errors import WorkbenchError
 from workbench.io.downsample import (
@@ -140,13 +141,30 @@ class LevelArray:
         return ts_arr
 
     def __getitem__(self, key) -> np.ndarray:
-        return np.asarray(self._store()[key].read().result())
+        try:
+            return np.asarray(self._store()[key].read().result())
+        except ValueError as err:  # tensorstore's errors (a corrupt or unreadable chunk) are ValueErrors
+            raise _storage_error(err, "cannot read", self.path) from None
 
     def __setitem__(self, key, value) -> None:
-        self._store()[key].write(np.asarray(value, dtype=self.dtype)).result()
+        try:
+            self._store()[key].write(np.asarray(value, dtype=self.dtype)).result()
+        except ValueError as err:
+            raise _storage_error(err, "cannot write", self.path) from None
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_ts"}
+
+
+def _storage_error(err: ValueError, what: str, path: Path) -> WorkbenchError:
+    """One line for a tensorstore failure (a full disk says so; else the first line of its message)."""
+    import re
+
+    text = str(err)
+    path = Path(re.sub(r"/\.([^/]+)\.partial-[0-9a-f]+(?=/|$)", r"/\1", str(path)))  # the name it will have
+    if "os_error_code='28'" in text or "No space left" in text:
+        return WorkbenchError("no space left on the device (the partial output is removed)", path)
+    return WorkbenchError(f"{what} the array ({text.splitlines()[0][:160] if text else type(err).__name__})", path)
 
 
 def _axes() -> list[dict]:
@@ -178,15 +196,13 @@ def multiscales_metadata(name: str, levels: list[Level], voxel_size, labels: boo
 
 
 def _write_json_attrs(path: Path, attrs: dict) -> None:
-    import json
-
-    (path / ".zattrs").write_text(json.dumps(attrs, indent=2))
+    atomic_write_json(path / ".zattrs", attrs)
 
 
 def _ensure_group(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
     if not (path / ".zgroup").exists():
-        (path / ".zgroup").write_text('{\n  "zarr_format": 2\n}')
+        atomic_write(path / ".zgroup", '{\n  "zarr_format": 2\n}\n')
 
 
 def _read_attrs(path: Path) -> dict:

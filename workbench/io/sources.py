@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.io.arrays import Crop, Finite, LabelCast, check_label_values
+from workbench.io.arrays import OPEN_ERRORS, Crop, Finite, LabelCast, check_label_values, first_line
 from workbench.io.volume import Volume
 
 TIFF_SUFFIXES = {".tif", ".tiff", ".btf", ".tf8"}
@@ -149,9 +149,19 @@ def _open_with_region(src: str | Path | Volume, channel: int | None) -> Volume:
         return src
     m = _REGION.match(str(src))
     if m and not Path(str(src)).exists():
-        vol = _open_any(m["src"], channel)
+        vol = _open_guarded(m["src"], channel)
         return _crop(vol, m["region"]) if vol.size else vol
-    return _open_any(src, channel)
+    return _open_guarded(src, channel)
+
+
+def _open_guarded(src: str | Path, channel: int | None) -> Volume:
+    """:func:`_open_any`, with whatever a library raises on a damaged header as a one-line WorkbenchError."""
+    try:
+        return _open_any(src, channel)
+    except WorkbenchError:
+        raise
+    except OPEN_ERRORS as err:
+        raise WorkbenchError(f"cannot read this file (damaged header or metadata?): {first_line(err)}", src) from None
 
 
 def open_volume(src: str | Path | Volume, voxel_size: Any = None, channel: int | None = None) -> Volume:

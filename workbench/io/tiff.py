@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from workbench.atomic import atomic_path
 from workbench.errors import WorkbenchError
-from workbench.io.arrays import LazyArray
+from workbench.io.arrays import LazyArray, refuse_huge
 from workbench.io.axes import to_zyx
 from workbench.io.volume import Volume
 
@@ -178,6 +179,7 @@ def open_tiff(path: Path, channel: int | None = None) -> Volume:
                     counts = getattr(p, "databytecounts", ()) or ()
                     if any(o + c > file_size for o, c in zip(offs, counts)):
                         raise WorkbenchError("TIFF file is truncated (image data runs past the end of the file)", src)
+                    _check_claims(p, counts, src)
                 vz, vy, vx = _voxel_size(tif, page0, axes)
                 native = dtype.byteorder in ("=", "|") or dtype.byteorder == np.dtype("=").byteorder
                 if series.dataoffset is not None and page0.compression == 1 and native:
@@ -185,12 +187,14 @@ def open_tiff(path: Path, channel: int | None = None) -> Volume:
                     if end > file_size:
                         raise WorkbenchError("TIFF file is truncated", src)
                     data: LazyArray = TiffRaw(src, series.dataoffset, shape, dtype)
-                else:
+                else:  # decoded a page (or tile) at a time: refuse one larger than memory before any is read
+                    tile = getattr(page0, "chunks", None) or page0.shape
+                    refuse_huge(tile, dtype.itemsize, "TIFF page" if tile == page0.shape else "TIFF tile", src)
                     data = TiffZarr(src, 0, shape, dtype.newbyteorder("="), _page_chunks(shape, page0))
         except tifffile.TiffFileError as err:
             raise WorkbenchError(f"not a readable TIFF file: {err}", src) from err
-        except (OSError, ValueError, EOFError, KeyError, IndexError, AssertionError) as err:
-            raise WorkbenchError(f"corrupt TIFF file: {err}", src) from err
+        except (OSError, ValueError, EOFError, KeyError, IndexError, AssertionError, ArithmeticError) as err:
+            raise WorkbenchError(f"corrupt TIFF file: {type(err).__name__}: {err}", src) from None
     finally:
         log.removeHandler(catcher)
     bad = [m for m in catcher.messages if "invalid" in m.lower() or "corrupt" in m.lower() or "truncat" in m.lower()]
@@ -200,6 +204,26 @@ def open_tiff(path: Path, channel: int | None = None) -> Volume:
     attrs = {"format": "tiff", "axes": axes}
     return Volume(arr, (vz or 1.0, vy or 1.0, vx or 1.0), name=path.stem, source=src,
                   attrs={**attrs, "voxel_size_known": [v is not None for v in (vz, vy, vx)]})
+
+
+#: The most a strip or tile can expand when decoded, by TIFF compression code: deflate (8, 32946) ~1032:1,
+#: LZW (5) ~ 1000:1 at best, PackBits (32773) 64:1. Other codecs are bounded by the machine's memory only.
+_MAX_RATIO = {5: 1100, 8: 1100, 32946: 1100, 32773: 70, 1: 1}
+
+
+def _check_claims(page, counts, src: str) -> None:
+    """Refuse, before decoding, a page whose strips or tiles claim more pixels than their bytes can hold."""
+    if not hasattr(page, "chunks") or not counts:
+        return
+    try:
+        chunk_bytes = int(np.prod(page.chunks)) * max(1, int(page.bitspersample) // 8) * int(page.samplesperpixel)
+    except (TypeError, ValueError, AttributeError):
+        return
+    refuse_huge((chunk_bytes,), 1, "TIFF strip or tile", src)
+    ratio = _MAX_RATIO.get(int(page.compression))
+    if ratio is not None and chunk_bytes > ratio * min(counts) + 65536:
+        raise WorkbenchError(f"damaged TIFF header: a strip or tile of {chunk_bytes} bytes is stored in "
+                             f"{min(counts)} bytes, more than its compression can expand", src)
 
 
 def _page_chunks(shape, page) -> tuple[int, ...]:
@@ -223,15 +247,11 @@ def write_tiff(image: Volume | Any, path: str | Path, voxel_size=None) -> Path:
     if data.ndim != 3:
         raise WorkbenchError(f"a TIFF stack needs a (z, y, x) volume, got shape {data.shape}", path)
     vz, vy, vx = (float(v) / 1e3 for v in voxel_size)  # micrometres
-    tmp = path.with_name(path.name + ".partial")
     if data.dtype in (np.uint8, np.uint16, np.float32):  # what ImageJ stacks hold
         kwargs = {"imagej": True, "resolution": (1.0 / vx, 1.0 / vy),
                   "metadata": {"axes": "ZYX", "spacing": vz, "unit": "um"}}
     else:  # a plain TIFF: pixels per centimetre
         kwargs = {"resolution": (1e4 / vx, 1e4 / vy), "resolutionunit": "CENTIMETER", "metadata": {"axes": "ZYX"}}
-    try:
+    with atomic_path(path) as tmp:  # written beside it, fsynced and renamed: never half a file under ``path``
         tifffile.imwrite(tmp, data, **kwargs)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

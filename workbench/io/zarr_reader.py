@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.io.arrays import Guarded, refuse_huge
 from workbench.io.axes import guess_axes, to_zyx
 from workbench.io.volume import Volume
 
@@ -28,9 +29,16 @@ def multiscales_of(attrs: dict) -> list | None:
 
 
 def _scale(transforms: list | None) -> list[float] | None:
-    for t in transforms or []:
-        if t.get("type") == "scale":
-            return [float(s) for s in t["scale"]]
+    """The ``scale`` of a list of NGFF transforms; None when absent or malformed (not numbers, not finite)."""
+    import math
+
+    for t in transforms if isinstance(transforms, list) else []:
+        if isinstance(t, dict) and t.get("type") == "scale":
+            try:
+                scale = [float(s) for s in t["scale"]]
+            except (KeyError, TypeError, ValueError, OverflowError):
+                return None
+            return scale if all(math.isfinite(v) and v > 0 for v in scale) else None
     return None
 
 
@@ -62,6 +70,20 @@ def ngff_voxel_size(ms: dict, dataset: dict, ndim: int) -> tuple[float, float, f
     if "y" not in out or "x" not in out:
         return None
     return (out.get("z", 1.0), out["y"], out["x"])
+
+
+def _first_dataset(ms, src: str) -> tuple[dict, dict]:
+    """The first multiscale and its first dataset, checked (a list of objects, a path string).
+
+    Raises:
+        WorkbenchError: malformed NGFF ``multiscales`` metadata.
+    """
+    entry = ms[0] if isinstance(ms, list) and ms else None
+    datasets = entry.get("datasets") if isinstance(entry, dict) else None
+    first = datasets[0] if isinstance(datasets, list) and datasets else None
+    if not isinstance(first, dict) or not isinstance(first.get("path"), (str, int)) or str(first["path"]) == "":
+        raise WorkbenchError("malformed OME-Zarr metadata: multiscales[0].datasets[0].path is missing", src)
+    return entry, first
 
 
 def _members(group) -> tuple[list[str], list[str]]:
@@ -100,8 +122,7 @@ def open_zarr(root: Path, inner: str = "", channel: int | None = None) -> Volume
     if isinstance(node, zarr.Group):
         ms = multiscales_of(dict(node.attrs))
         if ms:
-            ms_entry = ms[0]
-            dataset = ms_entry["datasets"][0]
+            ms_entry, dataset = _first_dataset(ms, src)
             inner = f"{inner}/{dataset['path']}".strip("/")
             node = _open_node(root, inner)
         else:
@@ -144,7 +165,9 @@ def open_zarr(root: Path, inner: str = "", channel: int | None = None) -> Volume
         from workbench.io.hdf5 import voxel_size_from_attrs
 
         vs = voxel_size_from_attrs(node.attrs)
-    view = to_zyx(node, axes, channel, src)
+    chunks = getattr(node, "shards", None) or node.chunks
+    refuse_huge(chunks, node.dtype.itemsize, "chunk", src)
+    view = to_zyx(Guarded(node, src), axes, channel, src)
     name = (ms_entry or {}).get("name") or Path(inner).name or root.stem
     attrs: dict[str, Any] = {"format": "zarr", "zarr_format": node.metadata.zarr_format,
                              "voxel_size_known": vs is not None}

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from workbench.atomic import atomic_save
 from workbench.errors import WorkbenchError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
-    """``torch.save`` to a temporary name beside ``path``, then rename (never a half-written checkpoint)."""
+    """``torch.save`` to a temporary name beside ``path``, fsync, rename, fsync the folder
+    (:func:`workbench.atomic.atomic_save`): a kill at any moment leaves the previous checkpoint or the new one.
+
+    Raises:
+        WorkbenchError: the file cannot be written (full disk, permissions); the previous one is kept.
+    """
     import torch
 
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_save(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
@@ -32,6 +35,11 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not path.exists():
         raise WorkbenchError("no checkpoint.pt: this run has not saved a model yet", path.parent)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # corrupt file, or an object that is not plain data
-        raise WorkbenchError(f"cannot read checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:120]})", path) from None
+        lines = str(err).strip().splitlines()  # an empty message (a file cut to 0 bytes: EOFError) has no line
+        detail = f"{type(err).__name__}: {lines[0][:120]}" if lines else type(err).__name__
+        raise WorkbenchError(f"cannot read checkpoint ({detail}; damaged or truncated?)", path) from None
+    if not isinstance(state, dict):
+        raise WorkbenchError(f"not a workbench checkpoint (holds a {type(state).__name__})", path)
+    return state
