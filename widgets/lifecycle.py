@@ -13,10 +13,16 @@ So the kernel watches for its page itself:
 When neither has been seen for ``timeout`` seconds the watchdog runs the cleanup callbacks (stop training
 and prediction, close the Neuroglancer server) and asks the server to shut the kernel down, falling back to
 exiting the process. Nothing is lost: everything the user made is already in the project folder.
+
+When the kernel itself is shut down (the app server stops on SIGTERM, or its launcher died) the same
+cleanups run at interpreter exit, within :data:`EXIT_BUDGET_SECONDS`: training stops at an iteration
+boundary and writes its checkpoint, prediction stops at a block boundary (the blocks written are kept and
+the next prediction resumes from them).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
@@ -30,6 +36,10 @@ import ipywidgets as W
 
 #: Seconds without any sign of the page before the kernel ends (``WORKBENCH_SESSION_TIMEOUT``).
 DEFAULT_TIMEOUT = 30.0
+#: Seconds a new kernel waits for its page to connect at all (a loaded machine takes long to load the page).
+FIRST_CONNECT_TIMEOUT = 180.0
+#: Seconds the cleanups get when the kernel exits (the server kills a kernel 6 s after asking it to stop).
+EXIT_BUDGET_SECONDS = 2.5
 
 
 def _kernel_id() -> str | None:
@@ -70,10 +80,12 @@ class SessionWatchdog:
         interval: seconds between checks (and between heartbeats).
         enabled: None = only under Voila (``WORKBENCH_WATCHDOG=0`` switches it off, ``=1`` forces it on).
         exit_process: end the kernel process when the page is gone (tests pass False).
+        first_timeout: seconds to wait for the page's first sign of life (default
+            :data:`FIRST_CONNECT_TIMEOUT`, at least ``timeout``).
     """
 
     def __init__(self, timeout: float | None = None, interval: float = 3.0, enabled: bool | None = None,
-                 exit_process: bool = True):
+                 exit_process: bool = True, first_timeout: float | None = None):
         env_t = os.environ.get("WORKBENCH_SESSION_TIMEOUT")
         self.timeout = float(timeout if timeout is not None else (env_t or DEFAULT_TIMEOUT))
         self.interval = float(interval)
@@ -82,10 +94,13 @@ class SessionWatchdog:
             enabled = flag == "1" or (flag != "0" and in_voila())
         self.enabled = bool(enabled)
         self.exit_process = exit_process
+        self.first_timeout = max(self.timeout, FIRST_CONNECT_TIMEOUT if first_timeout is None else float(first_timeout))
         self.kernel_id = _kernel_id()
         self.server = _server_base()
         self.started = time.monotonic()
         self.last_seen = time.monotonic()
+        #: False until the page has connected once: until then FIRST_CONNECT_TIMEOUT applies
+        self.page_seen = False
         self.last_beat: float | None = None
         self.beats = 0
         self.ended = False
@@ -94,6 +109,7 @@ class SessionWatchdog:
         self._server_token: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._at_exit_registered = False
         self.heartbeat = W.Play(value=0, min=0, max=10**9, step=1, interval=int(self.interval * 1000),
                                 repeat=True, playing=False, show_repeat=False)
         self.heartbeat.layout.display = "none"
@@ -105,6 +121,7 @@ class SessionWatchdog:
         self.beats += 1
         self.last_beat = time.monotonic()
         self.last_seen = self.last_beat
+        self.page_seen = True
 
     def connections(self) -> int | None:
         """Open websockets to this kernel as the server reports them; None when it cannot be asked."""
@@ -145,6 +162,9 @@ class SessionWatchdog:
         self._cleanups.append(fn)
 
     def start(self) -> SessionWatchdog:
+        if not self._at_exit_registered:
+            atexit.register(self.at_exit)
+            self._at_exit_registered = True
         if self.enabled and self._thread is None:
             self._thread = threading.Thread(target=self._watch, name="workbench-watchdog", daemon=True)
             self._thread.start()
@@ -163,7 +183,9 @@ class SessionWatchdog:
         n = self.connections()
         if n is not None and n > 0:
             self.last_seen = now
-        return now - self.last_seen < self.timeout
+            self.page_seen = True
+        limit = self.timeout if self.page_seen else self.first_timeout
+        return now - self.last_seen < limit
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval):
@@ -176,17 +198,36 @@ class SessionWatchdog:
                 self.end(f"no page connected for {self.timeout:.0f} s")
                 return
 
+    def _run_cleanups(self) -> None:
+        for fn in self._cleanups:
+            try:
+                fn()
+            except Exception:  # best effort: the kernel is ending anyway
+                traceback.print_exc()
+
+    def at_exit(self, budget: float = EXIT_BUDGET_SECONDS) -> bool:
+        """The kernel process is exiting: run the cleanups (once) for at most ``budget`` s.
+
+        Returns True when they finished in time (work still running after that is cut off by the exit;
+        checkpoints and prediction blocks are written atomically, so what is on disk stays readable).
+        """
+        if self.ended:
+            return True
+        self.ended = True
+        self.reason = "kernel shutdown"
+        self._stop.set()
+        worker = threading.Thread(target=self._run_cleanups, name="workbench-exit-cleanup", daemon=True)
+        worker.start()
+        worker.join(budget)
+        return not worker.is_alive()
+
     def end(self, reason: str = "ended") -> None:
         """Run the cleanups, then shut this kernel down."""
         if self.ended:
             return
         self.ended = True
         self.reason = reason
-        for fn in self._cleanups:
-            try:
-                fn()
-            except Exception:  # best effort: the kernel is ending anyway
-                traceback.print_exc()
+        self._run_cleanups()
         if not self.exit_process:
             return
         if not self._ask_server_to_shutdown():

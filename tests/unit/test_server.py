@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -99,7 +100,10 @@ def test_missing_app_extras_is_one_line(monkeypatch, capsys):
 def test_command_line_and_config(tmp_path):
     cmd = config.build_command(8123, "127.0.0.1", "tok", tmp_path, tmp_path / "c.py")
     assert cmd[:3] == [sys.executable, "-m", "jupyter_server"]
-    assert "--port=8123" in cmd and "--ServerApp.ip=127.0.0.1" in cmd and "--IdentityProvider.token=tok" in cmd
+    assert "--port=8123" in cmd and "--ServerApp.ip=127.0.0.1" in cmd
+    assert not any("tok" in part for part in cmd), "the token must not be on the command line (ps shows it)"
+    assert config.token_environment("tok") == {"JUPYTER_TOKEN": "tok"}
+    assert "--IdentityProvider.token=" in config.build_command(8123, "127.0.0.1", "", tmp_path, tmp_path / "c.py")
     assert ("--allow-root" in cmd) == (os.geteuid() == 0)
     cfg = config.config_text()
     assert "'jupyter_server_proxy': False" in cfg and "'widgets.serve.proxy': True" in cfg and "'voila': True" in cfg
@@ -201,3 +205,203 @@ def test_cli_stops_server_and_kernels_on_sigterm(tmp_path):
         for child in family:
             if child.is_running():
                 child.kill()
+
+
+# ----------------------------------------------------------------------------- only the app is served
+KERNEL_ID_RE = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: Routes of a Jupyter server the app does not use: each must be refused, with and without the token.
+REFUSED = [("GET", "lab"), ("GET", "lab/tree/workbench.ipynb"), ("GET", "tree"), ("GET", "notebooks/workbench.ipynb"),
+           ("GET", "terminals/1"), ("GET", "edit/workbench.ipynb"), ("GET", "files/workbench.ipynb"),
+           ("GET", "view/workbench.ipynb"), ("GET", "voila"), ("GET", "voila/tree"),
+           ("GET", "voila/render/other.ipynb"), ("GET", "voila/files/workbench.ipynb"),
+           ("GET", "voila/api/contents"), ("GET", "api/contents"), ("GET", "api/contents/workbench.ipynb"),
+           ("PUT", "api/contents/new.py"), ("POST", "api/contents"), ("GET", "api/sessions"),
+           ("POST", "api/sessions"), ("POST", "api/kernels"), ("GET", "api/terminals"), ("POST", "api/terminals"),
+           ("GET", "api/kernelspecs"), ("GET", "api/config/notebook"), ("POST", "api/shutdown"),
+           ("GET", "api/me"), ("GET", "nbconvert/html/workbench.ipynb"),
+           ("POST", "api/kernels/00000000-0000-0000-0000-000000000000/restart"),
+           ("GET", "static/../api/contents"), ("GET", "voila/render/../../api/contents")]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _call(server, method: str, path: str, token: bool, cookie: str | None = None):
+    """``(status, headers)`` of one request (redirects not followed)."""
+    sep = "&" if "?" in path else "?"
+    url = server.base_url + path + (f"{sep}token={server.token}" if token else "")
+    headers = {"Cookie": cookie} if cookie else {}
+    data = b"{}" if method in ("POST", "PUT", "PATCH") else None
+    req = urllib.request.Request(url, method=method, data=data, headers=headers)
+    try:
+        with urllib.request.build_opener(_NoRedirect).open(req, timeout=60) as r:
+            return r.status, r.headers
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers
+
+
+@pytest.fixture(scope="module")
+def guarded_app(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("guarded")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import ipywidgets as W\nW.IntSlider(7)")]
+    nbformat.write(nb, folder / "workbench.ipynb")
+    (folder / "other.ipynb").write_text(nbformat.writes(nb))
+    app = start_app_server(AppServerOptions(port=0, notebook_dir=folder))
+    yield app
+    app.stop()
+
+
+def _open_page(app) -> tuple[str, bytes]:
+    """Load the app page with the token as a browser does; returns ``(login cookie, page html)``."""
+    status, headers = _call(app, "GET", f"voila/render/{app.notebook}", token=True)
+    assert status == 302, "the page URL with a token must redirect to the clean URL"
+    assert headers["Location"] == f"/voila/render/{app.notebook}", headers["Location"]
+    cookies = {c.split("=", 1)[0]: c for c in headers.get_all("Set-Cookie")}
+    login = next(c for name, c in cookies.items() if name.startswith("username-"))
+    assert "HttpOnly" in login and "SameSite=Lax" in login
+    assert "_xsrf" in cookies, "Voila's shutdown beacon needs the _xsrf cookie"
+    cookie = "; ".join(c.split(";", 1)[0] for c in cookies.values())
+    req = urllib.request.Request(app.base_url + headers["Location"].lstrip("/"), headers={"Cookie": cookie})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return cookie, r.read()
+
+
+@pytest.mark.parametrize("method, path", REFUSED)
+def test_only_the_app_is_served(guarded_app, method, path):
+    for token in (False, True):
+        status, headers = _call(guarded_app, method, path, token)
+        assert status == 404, f"{method} /{path} (token: {token}) answered {status}"
+        assert headers["X-Frame-Options"] == "SAMEORIGIN"
+
+
+def test_page_url_loses_its_token_and_headers_are_set(guarded_app):
+    cookie, page = _open_page(guarded_app)
+    assert b"IntSlider" in page or b"application/vnd.jupyter.widget-view+json" in page
+    assert guarded_app.token.encode() not in page, "the page must not repeat the token"
+    status, headers = _call(guarded_app, "GET", f"voila/render/{guarded_app.notebook}", token=False, cookie=cookie)
+    assert status == 200
+    csp = headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self'" in csp and "object-src 'none'" in csp and "default-src 'self'" in csp
+    assert headers["X-Frame-Options"] == "SAMEORIGIN" and headers["X-Content-Type-Options"] == "nosniff"
+    # without the token or the cookie: the login page, never the app
+    status, headers = _call(guarded_app, "GET", f"voila/render/{guarded_app.notebook}", token=False)
+    assert status == 302 and "/login" in headers["Location"]
+    # a wrong token is no token
+    status, headers = _call(guarded_app, "GET", f"voila/render/{guarded_app.notebook}?token=wrong", token=False)
+    assert status == 302 and "/login" in headers["Location"]
+
+
+def _kernel_socket(app, kernel_id: str, cookie: str | None):
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    url = app.base_url.replace("http://", "ws://") + f"api/kernels/{kernel_id}/channels"
+    return websocket_connect(HTTPRequest(url, headers={"Cookie": cookie} if cookie else {}))
+
+
+def _message(msg_type: str, content: dict) -> str:
+    import json
+    import uuid
+
+    header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": uuid.uuid4().hex, "username": "",
+              "version": "5.3", "date": "2026-01-01T00:00:00Z"}
+    return json.dumps({"header": header, "parent_header": {}, "metadata": {}, "content": content,
+                       "channel": "shell", "buffers": []})
+
+
+def test_kernels_run_no_code_from_the_browser(guarded_app, tmp_path):
+    """The page's kernel answers widget messages but drops ``execute_request``; other kernel ids are refused."""
+    import asyncio
+    import json
+
+    cookie, page = _open_page(guarded_app)
+    ids = {m.decode() for m in KERNEL_ID_RE.findall(page)}
+    running = set(guarded_app.kernel_ids())
+    kernel_id = next(iter(ids & running))
+    marker = tmp_path / "ran.txt"
+
+    async def talk() -> list[str]:
+        ws = await _kernel_socket(guarded_app, kernel_id, cookie)
+        ws.write_message(_message("execute_request", {"code": f"open({str(marker)!r}, 'w').write('x')",
+                                                      "silent": False, "store_history": False,
+                                                      "user_expressions": {}, "allow_stdin": False}))
+        ws.write_message(_message("comm_info_request", {}))
+        seen = []
+        deadline = asyncio.get_running_loop().time() + 20
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                raw = await asyncio.wait_for(ws.read_message(), 2)
+            except asyncio.TimeoutError:
+                if "comm_info_reply" in seen:
+                    break
+                continue
+            if raw is None:
+                break
+            if isinstance(raw, str):
+                seen.append(json.loads(raw)["header"]["msg_type"])
+        ws.close()
+        return seen
+
+    seen = asyncio.run(talk())
+    assert "comm_info_reply" in seen, f"the page's kernel did not answer a widget message: {seen}"
+    assert "execute_reply" not in seen and "execute_input" not in seen, seen
+    assert not marker.exists(), "code sent by the browser ran in the kernel"
+
+    async def foreign(cookie_or_none) -> int:
+        from tornado.httpclient import HTTPClientError
+
+        try:
+            ws = await _kernel_socket(guarded_app, "12345678-1234-4234-8234-123456789abc", cookie_or_none)
+        except HTTPClientError as err:
+            return err.code
+        ws.close()
+        return 101
+
+    assert asyncio.run(foreign(cookie)) == 404, "a kernel the page was not given must not be reachable"
+    assert asyncio.run(foreign(None)) in (401, 403, 404)
+    async def anonymous() -> int:
+        from tornado.httpclient import HTTPClientError
+
+        try:
+            ws = await _kernel_socket(guarded_app, kernel_id, None)
+        except HTTPClientError as err:
+            return err.code
+        ws.close()
+        return 101
+
+    assert asyncio.run(anonymous()) in (401, 403), "the page's kernel without the cookie or token"
+
+
+def test_guard_routes_and_clean_query():
+    from widgets.serve import guard
+
+    patterns = guard.allowed_patterns("workbench.ipynb")
+
+    def ok(method, path):
+        return guard.is_allowed(method, path, "/", patterns)
+
+    assert ok("GET", "/voila/render/workbench.ipynb") and not ok("GET", "/voila/render/other.ipynb")
+    assert ok("GET", "/api/kernels/12345678-1234-4234-8234-123456789abc/channels")
+    assert not ok("POST", "/api/kernels") and not ok("GET", "/api/contents") and not ok("GET", "/lab")
+    assert not ok("POST", "/api/kernels/12345678-1234-4234-8234-123456789abc/interrupt")
+    assert not ok("GET", "/static/../api/contents") and not ok("GET", "//api/contents")
+    assert ok("GET", "/proxy/8123/v/abc/") and not ok("GET", "/proxy/x/")
+    assert guard.is_allowed("GET", "/user/a/voila/render/workbench.ipynb", "/user/a/", patterns)
+    assert not guard.is_allowed("GET", "/voila/render/workbench.ipynb", "/user/a/", patterns)
+    assert guard.clean_query("token=abc") == "" and guard.clean_query("a=1&token=abc&b=2") == "a=1&b=2"
+    cfg = config.config_text()
+    assert "'widgets.serve.guard': True" in cfg and "'jupyterlab': False" in cfg
+    assert "allowed_message_types" in cfg and "execute_request" not in cfg
+
+
+def test_public_server_urls_have_no_token(tmp_path):
+    server = jupyter.AppServer(port=8123, bind="127.0.0.1", token="", notebook="workbench.ipynb", process=None,
+                               runtime_dir=tmp_path, log_path=tmp_path / "log")
+    assert server.url == "http://127.0.0.1:8123/voila/render/workbench.ipynb"
+    assert server.page_url(query="a=1").endswith("workbench.ipynb?a=1")
+    (tmp_path / "jupyter-runtime").mkdir()
+    (tmp_path / "jupyter-runtime" / "kernel-12345678-1234-4234-8234-123456789abc.json").write_text("{}")
+    assert server.kernel_ids() == ["12345678-1234-4234-8234-123456789abc"]

@@ -6,8 +6,11 @@
   kernel environment; where the app notebook is (package data, ``notebooks/workbench.ipynb`` here);
 - :mod:`widgets.serve.proxy`: the Jupyter server extension proxying ``/proxy/<port>/`` to registered
   viewer ports only (the registry itself is :mod:`workbench.ports`).
+- :mod:`widgets.serve.guard`: the Jupyter server extension that leaves only the app's routes reachable,
+  redirects the page URL without its token, and stops the server when its launcher dies.
 
 Importing this package loads the standard library and ``workbench.ports`` only (no Jupyter, no widgets).
+The threat model of the whole arrangement is ``SECURITY.md``.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from widgets.serve.guard import EXTENSION as GUARD_EXTENSION
 from widgets.serve.proxy import EXTENSION as PROXY_EXTENSION
 from workbench.errors import WorkbenchError
 from workbench.ports import PROXY_PORTS_ENV
@@ -21,6 +22,37 @@ PROJECT_ENV, DATA_ROOT_ENV = "WORKBENCH_PROJECT", "WORKBENCH_DATA_ROOT"
 APP_NOTEBOOK = "workbench.ipynb"
 #: A kernel idle (no execution, no output) this long is shut down; checked every CULL_INTERVAL s.
 CULL_IDLE_SECONDS, CULL_INTERVAL_SECONDS = 3600, 300
+#: Seconds a kernel gets to end after a shutdown request (SIGTERM at half of it, SIGKILL at the end): its
+#: session cleanups (stop training with a checkpoint, stop prediction) run in the first half.
+KERNEL_SHUTDOWN_SECONDS = 6.0
+#: Kernel messages a browser may send to a page's kernel: widget (comm) traffic only, as Voila's own
+#: standalone server allows; ``execute_request`` (running code) is dropped by the server.
+ALLOWED_KERNEL_MESSAGES = ("comm_open", "comm_close", "comm_msg", "comm_info_request", "kernel_info_request",
+                           "shutdown_request")
+#: Security headers of every response (Voila's page needs inline scripts and ``eval``: widgets, Bokeh).
+#: Frames: same origin only (the Neuroglancer viewer is embedded through the server's own /proxy/).
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "font-src 'self' data:",
+    "connect-src 'self' blob: data:",
+    "worker-src 'self' blob:",
+    "frame-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'self'",
+])
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Frame-Options": "SAMEORIGIN",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+#: Jupyter server extensions the app does not use (installed with the app extras): never loaded.
+UNUSED_EXTENSIONS = ("jupyterlab", "notebook", "jupyter_lsp", "nbclassic", "notebook_shim")
 #: Modules the app server and its kernels need (the ``app`` extras), as import names.
 APP_MODULES = ("jupyter_server", "voila", "jupyter_server_proxy", "ipykernel", "ipywidgets", "holoviews",
                "panel", "bokeh", "jupyter_bokeh")
@@ -64,7 +96,9 @@ def config_text() -> str:
             "c = get_config()  # noqa: F821",
             "c.ServerApp.jpserver_extensions = {",
             "    'voila': True,",
+            f"    {GUARD_EXTENSION!r}: True,   # only the app's routes; the page URL without its token",
             f"    {PROXY_EXTENSION!r}: True,",
+            *[f"    {name!r}: False," for name in UNUSED_EXTENSIONS],
             f"    'jupyter_server_proxy': False,   # unrestricted /proxy/<any port>: replaced by {PROXY_EXTENSION}",
             "    'jupyter_server_terminals': False,",
             "}",
@@ -74,10 +108,13 @@ def config_text() -> str:
             f"c.MappingKernelManager.cull_idle_timeout = {CULL_IDLE_SECONDS}",
             f"c.MappingKernelManager.cull_interval = {CULL_INTERVAL_SECONDS}",
             "c.MappingKernelManager.cull_connected = False",
+            f"c.KernelManager.shutdown_wait_time = {KERNEL_SHUTDOWN_SECONDS}",
+            f"c.MappingKernelManager.allowed_message_types = {list(ALLOWED_KERNEL_MESSAGES)!r}",
+            "c.IdentityProvider.cookie_options = {'samesite': 'Lax'}",
             "c.VoilaConfiguration.show_tracebacks = False",
             f"c.VoilaConfiguration.template = {VOILA_TEMPLATE!r}",
             "# no CDN: the math renderer bundled with the page is used; the legacy MathJax URL loads nothing",
-            "c.ServerApp.tornado_settings = {'mathjax_url': 'data:text/javascript,'}",
+            f"c.ServerApp.tornado_settings = {{'mathjax_url': 'data:text/javascript,', 'headers': {SECURITY_HEADERS!r}}}",
             "# labextensions meant for JupyterLab only (they fail to load in a Voila page)",
             "c.VoilaConfiguration.extension_denylist = ['@jupyterhub/jupyter-server-proxy', '@jupyter-lsp/jupyterlab-lsp']",
             "",
@@ -99,7 +136,11 @@ def write_voila_template(data_dir: Path) -> Path:
 
 
 def build_command(port: int, bind: str, token: str, notebook_dir: Path, config_file: Path) -> list[str]:
-    """The ``jupyter server`` command line (as this Python)."""
+    """The ``jupyter server`` command line (as this Python).
+
+    A token is never on the command line (every local user can read a process list): pass it with
+    :func:`token_environment`. An empty ``token`` switches authentication off (``--public``).
+    """
     cmd = [
         sys.executable,
         "-m",
@@ -109,12 +150,18 @@ def build_command(port: int, bind: str, token: str, notebook_dir: Path, config_f
         f"--port={int(port)}",
         f"--ServerApp.ip={bind}",
         f"--ServerApp.root_dir={notebook_dir}",
-        f"--IdentityProvider.token={token}",
         "--ServerApp.password=",
     ]
+    if not token:  # no token at all (--public); a real token goes in the environment (token_environment)
+        cmd.append("--IdentityProvider.token=")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")
     return cmd
+
+
+def token_environment(token: str) -> dict:
+    """The environment variable carrying the server's token (readable by the same user only)."""
+    return {"JUPYTER_TOKEN": token} if token else {}
 
 
 def app_environment(runtime: Path, project=None, data=None, base=None) -> dict:

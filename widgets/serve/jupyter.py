@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from widgets.serve import guard
 from widgets.serve.config import (
     APP_NOTEBOOK,
     app_environment,
@@ -30,10 +31,16 @@ from widgets.serve.config import (
     config_text,
     default_notebook_dir,
     missing_app_modules,
+    token_environment,
     write_voila_template,
 )
 from workbench.errors import WorkbenchError
 from workbench.ports import free_port, port_is_free
+
+#: Seconds the server gets to stop its kernels after SIGTERM before it (and what is left) is killed.
+STOP_SECONDS = 8.0
+#: Signals that stop ``workbench app`` cleanly (Ctrl+C, kill/systemd/docker stop, a closed terminal).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @dataclass
@@ -48,6 +55,7 @@ class AppServerOptions:
         notebook: the page's notebook, relative to ``notebook_dir``.
         project, data: passed to kernels as ``WORKBENCH_PROJECT`` / ``WORKBENCH_DATA_ROOT``.
         token: access token (default: 32 random hex characters).
+        public: no token at all (whoever reaches the port uses the app); ignored when ``token`` is given.
         extra_env: more environment variables for the server and its kernels.
     """
 
@@ -58,6 +66,7 @@ class AppServerOptions:
     project: str | Path | None = None
     data: str | Path | None = None
     token: str | None = None
+    public: bool = False
     extra_env: dict = field(default_factory=dict)
 
 
@@ -89,8 +98,8 @@ class AppServer:
 
     def page_url(self, notebook: str | None = None, query: str = "") -> str:
         """URL of ``/voila/render/<notebook>`` with the token (and extra ``query`` parameters)."""
-        q = f"token={self.token}" + (f"&{query}" if query else "")
-        return f"{self.base_url}voila/render/{notebook or self.notebook}?{q}"
+        q = "&".join(part for part in (f"token={self.token}" if self.token else "", query) if part)
+        return f"{self.base_url}voila/render/{notebook or self.notebook}" + (f"?{q}" if q else "")
 
     @property
     def url(self) -> str:
@@ -105,7 +114,7 @@ class AppServer:
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait for the server to answer; raises WorkbenchError (with the log's tail) if it does not."""
         deadline = time.monotonic() + timeout
-        status = f"{self.base_url}api/status?token={self.token}"
+        status = f"{self.base_url}api/status" + (f"?token={self.token}" if self.token else "")
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise WorkbenchError(f"the Jupyter server exited with code {self.process.returncode}: {_tail(self.log_text())}")
@@ -118,8 +127,29 @@ class AppServer:
             time.sleep(0.3)
         raise WorkbenchError(f"the Jupyter server did not answer within {timeout:g} s: {_tail(self.log_text())}")
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop the server and its kernels (SIGTERM, then SIGKILL), and clean up its runtime files."""
+    def descendants(self) -> list:
+        """The server's processes below it (kernels and what they started), as ``psutil.Process`` objects."""
+        import psutil
+
+        try:
+            return psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+
+    def kernel_ids(self) -> list[str]:
+        """Ids of the kernels running now, from their connection files (no HTTP, no token needed)."""
+        runtime = Path(self.env.get("JUPYTER_RUNTIME_DIR") or self.runtime_dir / "jupyter-runtime")
+        return sorted(p.name[len("kernel-"):-len(".json")] for p in runtime.glob("kernel-*.json"))
+
+    def stop(self, timeout: float = STOP_SECONDS) -> None:
+        """Stop the server and its kernels, then remove its runtime folder.
+
+        SIGTERM first (Jupyter asks every kernel to shut down: training writes a last checkpoint); after
+        ``timeout`` s the server and every process left below it are killed. Ends within ``timeout + 2`` s.
+        """
+        import psutil
+
+        family = self.descendants()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -127,6 +157,14 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        family = [p for p in family + self.descendants() if p.pid != self.process.pid]
+        _, alive = psutil.wait_procs(family, timeout=1.0)
+        for proc in alive:  # orphans (a kernel whose shutdown did not finish, a child a kernel started)
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=1.0)
         self._close_log()
         shutil.rmtree(self.runtime_dir, ignore_errors=True)
 
@@ -181,6 +219,11 @@ def _prepare_runtime(options: AppServerOptions) -> tuple[Path, Path, dict]:
     write_voila_template(runtime / "jupyter-data")
     env = app_environment(runtime, project=options.project, data=options.data, base=os.environ)
     env.update(options.extra_env or {})
+    env[guard.NOTEBOOK_ENV] = options.notebook
+    env[guard.RUNTIME_ENV] = str(runtime)
+    env[guard.PARENT_PID_ENV] = str(os.getpid())
+    # Linux sends the parent-death signal when the thread that forked ends: only safe from the main thread
+    env[guard.PDEATHSIG_ENV] = "1" if threading.current_thread() is threading.main_thread() else "0"
     return runtime, config_file, env
 
 
@@ -200,8 +243,10 @@ def start_app_server(
     options = options or AppServerOptions()
     nb_dir = _checked_notebook_dir(options)
     port = _choose_port(options.bind, options.port, on_port_change)
-    token = options.token or secrets.token_hex(16)
+    token = options.token or ("" if options.public else secrets.token_hex(16))
     runtime, config_file, env = _prepare_runtime(options)
+    env.pop("JUPYTER_TOKEN", None)
+    env.update(token_environment(token))
     log_path = runtime / "server.log"
     log_fh = open(log_path, "wb")  # closed in AppServer.stop
     proc = subprocess.Popen(
@@ -214,6 +259,7 @@ def start_app_server(
     )
     server = AppServer(port=port, bind=options.bind, token=token, notebook=options.notebook, process=proc,
                        runtime_dir=runtime, log_path=log_path)
+    server.env["JUPYTER_RUNTIME_DIR"] = env["JUPYTER_RUNTIME_DIR"]
     server.env["_log_handle"] = log_fh
     try:
         server.wait_ready()
@@ -228,16 +274,15 @@ def _interrupt(signum, frame) -> None:
 
 
 def serve_forever(server: AppServer, out=sys.stdout) -> int:
-    """Print the app's URL and wait until Ctrl+C (or SIGTERM) or the server exits; then stop it.
+    """Print the app's URL and wait until Ctrl+C, SIGTERM or SIGHUP, or the server exits; then stop it.
 
-    The server runs in its own session (a Ctrl+C in the terminal reaches this process only), so SIGTERM
-    is handled like Ctrl+C here: otherwise ``kill``/``timeout`` would leave the server and its kernels running.
+    The server runs in its own session (a Ctrl+C in the terminal reaches this process only), so every
+    stop signal is handled like Ctrl+C here; should this process be killed (``kill -9``), the server
+    notices its parent is gone and stops itself (:mod:`widgets.serve.guard`).
     """
     print(f"EM Workbench is running. Open this URL in a browser (Ctrl+C to stop):\n\n    {server.url}\n", file=out, flush=True)
-    if server.bind not in ("127.0.0.1", "localhost", "::1"):
-        print(f"(listening on {server.bind}:{server.port}; anyone with the token can run code as this user)", file=out)
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS} if main_thread else {}
     try:
         while server.process.poll() is None:
             time.sleep(0.5)
@@ -247,6 +292,9 @@ def serve_forever(server: AppServer, out=sys.stdout) -> int:
         print("stopping the server and its kernels ...", file=sys.stderr)
         return 0
     finally:
+        for sig in STOP_SIGNALS:  # a second signal while stopping must not cut the clean-up short
+            if main_thread:
+                signal.signal(sig, signal.SIG_IGN)
         server.stop()
-        if main_thread and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

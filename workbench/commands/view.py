@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
@@ -17,8 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seg", metavar="SRC", help="instance segmentation (integers, 0 = background)")
     parser.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"), help="voxel size in nm")
     parser.add_argument("--port", type=int, default=0, metavar="P", help="port (default: a free one)")
-    parser.add_argument("--bind", default="127.0.0.1", metavar="ADDR",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--host", "--bind", dest="bind", default="127.0.0.1", metavar="ADDR",
+                        help="address to listen on (default 127.0.0.1: this machine only; any other needs --public)")
+    parser.add_argument("--public", action="store_true",
+                        help="allow a non-loopback --host: whoever reaches the port and has the URL (its random "
+                             "token) sees the data")
     parser.add_argument("--layout", default=None, help="xy, 4panel, xy-3d, ... (default: from the data)")
     parser.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)  # tests: build, print, exit
 
@@ -73,6 +77,8 @@ def build_viewer(args: argparse.Namespace):
     pred = open_channels(args.pred, raw) if args.pred else None
     notes = []
     port = int(args.port)
+    if not 0 <= port <= 65535:
+        raise WorkbenchError(f"--port {port}: a port is 0 (any free one) to 65535")
     if port and not port_is_free(args.bind, port):
         notes.append(f"port {port} is in use; using a free port instead")
         port = 0
@@ -90,17 +96,29 @@ def build_viewer(args: argparse.Namespace):
     return viewer, notes
 
 
+#: Signals that end ``workbench view`` cleanly (Ctrl+C, kill/systemd, a closed terminal).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
+    from workbench.exposure import check_exposure
+
+    warning = check_exposure(args.bind, None, getattr(args, "public", False), options="--public")
     viewer, notes = build_viewer(args)
     for note in notes:
         print(f"workbench view: {note}", file=sys.stderr)
     print(f"Neuroglancer: {viewer.url()}", flush=True)
-    if args.bind not in ("127.0.0.1", "localhost", "::1"):
-        print(f"workbench view: listening on {args.bind}: anyone who can reach this machine and has the URL "
-              "(its token) can see the data", file=sys.stderr)
+    if warning:
+        print(f"workbench view: {warning}", file=sys.stderr)
     if args.no_wait:
         return 0
     print("serving until Ctrl+C", file=sys.stderr, flush=True)
+    for sig in STOP_SIGNALS:  # the server is a thread of this process: ending it releases the port
+        signal.signal(sig, _interrupt)
     try:
         while True:
             time.sleep(3600)
