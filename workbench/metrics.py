@@ -17,6 +17,12 @@ Definitions (``a_i = sum_j n_ij`` truth sizes, ``b_j = sum_i n_ij`` predicted si
   other (as in scikit-image): score filled segmentations (e.g. a watershed), not thresholded masks.
 - variation of information (CREMI; ``skimage.metrics.variation_of_information``, bits):
   ``voi_split = H(pred | truth)``, ``voi_merge = H(truth | pred)``, ``voi = split + merge``.
+- CREMI score (the CREMI challenge's ranking; python-elf's ``cremi_score``): ``cremi = sqrt(voi * are_cremi)``,
+  where ``are_cremi`` is the adapted Rand error with the sums of squares taken over all voxel pairs, a
+  voxel with itself included (``F = 2 sum n_ij² / (sum a_i² + sum b_j²)``, as python-elf and CREMI's
+  evaluation compute it; ``are`` above counts pairs of distinct voxels, as scikit-image does, and is
+  slightly larger when objects are small). Its parts: ``rand_precision = sum n_ij² / sum b_j²`` (1: no
+  predicted object mixes true ones; low: merges) and ``rand_recall = sum n_ij² / sum a_i²`` (low: splits).
 - instance average precision at IoU threshold t (DSB 2018 / StarDist convention, not COCO's area under a
   precision-recall curve): truth and predicted objects (ids != 0) are matched when their IoU
   > t (t ≥ 0.5 makes matches unique); ``AP_t = TP / (TP + FP + FN)``; precision, recall and F1 at t are
@@ -137,6 +143,22 @@ def rand_scores(table) -> dict[str, float]:
     return {"are": float(are), "are_split": float(1 - prec), "are_merge": float(1 - rec)}
 
 
+def cremi_scores(table) -> dict[str, float]:
+    """CREMI score ``sqrt(voi * are_cremi)`` and the adapted Rand error of python-elf's convention (self-pairs
+    counted), with its precision (merges) and recall (splits) parts."""
+    data = np.asarray(table.data, dtype=np.float64)
+    a = np.asarray(table.sum(axis=1), dtype=np.float64).ravel()
+    b = np.asarray(table.sum(axis=0), dtype=np.float64).ravel()
+    sum_ab, sum_a, sum_b = float(data @ data), float(a @ a), float(b @ b)
+    if sum_ab == 0:
+        return {"are_cremi": 0.0, "rand_precision": 1.0, "rand_recall": 1.0, "cremi": 0.0}
+    precision, recall = sum_ab / sum_b, sum_ab / sum_a
+    are = 1.0 - 2 * precision * recall / (precision + recall)
+    voi = voi_scores(table)["voi"]
+    return {"are_cremi": are, "rand_precision": precision, "rand_recall": recall,
+            "cremi": float(np.sqrt(max(voi, 0.0) * are))}
+
+
 def voi_scores(table) -> dict[str, float]:
     """Variation of information in bits: split ``H(pred|truth)``, merge ``H(truth|pred)``."""
     from skimage.metrics import variation_of_information
@@ -189,7 +211,7 @@ def evaluate(
     Args:
         pred, truth: integer label arrays or Volumes of the same shape.
         kind: ``"semantic"`` (classes: pixel error, per-class IoU/Dice/F1, mean IoU), ``"instances"``
-            (adapted Rand, VOI, AP@thresholds) or ``"auto"``: semantic when both have at most
+            (adapted Rand, VOI, CREMI score, AP@thresholds) or ``"auto"``: semantic when both have at most
             :data:`SEMANTIC_MAX_LABEL` as largest id, else instances. ``"all"`` reports both.
         ignore_label: truth label(s) not scored (e.g. ISBI membrane ``0`` for the Rand error).
         thresholds: IoU thresholds of the instance AP.
@@ -215,6 +237,7 @@ def evaluate(
     if kind in ("instances", "all"):
         result.update(rand_scores(table))
         result.update(voi_scores(table))
+        result.update(cremi_scores(table))
         result.update(instance_scores(table, thresholds))
     return result
 

@@ -6,7 +6,7 @@ import argparse
 import json
 
 NAME = "evaluate"
-HELP = "score a prediction or segmentation against ground truth (pixel error, IoU/Dice, Rand, VOI, AP)"
+HELP = "score a prediction or segmentation against ground truth (pixel error, IoU/Dice, Rand, VOI, CREMI, AP)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,11 +54,15 @@ def _open_pred(src: str, threshold: float):
 
 
 def run(args: argparse.Namespace) -> int:
+    from workbench.errors import WorkbenchError
     from workbench.io import open_labels
     from workbench.metrics import evaluate
 
     truth = open_labels(args.truth)
     pred = _open_pred(args.pred, args.threshold)
+    if tuple(pred.shape) != tuple(truth.shape):
+        raise WorkbenchError(f"has shape {tuple(pred.shape)} but the truth {args.truth} has {tuple(truth.shape)}",
+                             args.pred)
     scores = evaluate(pred, truth, kind=args.kind, ignore_label=args.ignore_label)
     if args.json:
         print(json.dumps(scores, indent=2))

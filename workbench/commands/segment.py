@@ -5,20 +5,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workbench.segmentation.options import SegmentMethod
+from workbench.segmentation.options import METHOD_HELP, SegmentMethod
 
 NAME = "segment"
-HELP = "instance segmentation of a prediction: connected components, seeded watershed or affinity agglomeration"
+HELP = ("instance segmentation of a prediction: connected components, seeded watershed, affinity agglomeration, "
+        "mutex watershed, multicut or GASP")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pred", metavar="PRED.zarr", help="prediction written by 'workbench predict'")
     parser.add_argument("--out", required=True, metavar="SEG.zarr", help="OME-Zarr label image to write")
     parser.add_argument("--method", choices=SegmentMethod.values(), default=SegmentMethod.CC.value,
-                        help="cc: components of channel > threshold; watershed: flood the boundary channel "
-                             "from interior seeds (< threshold); affinity: agglomerate channels N..N+2")
+                        help="; ".join(f"{m.value}: {text}" for m, text in METHOD_HELP.items())
+                        + " (default cc)")
     parser.add_argument("--channel", type=int, default=0, metavar="N", help="channel to use (default 0)")
-    parser.add_argument("--threshold", type=float, default=0.5, metavar="T", help="threshold (default 0.5)")
+    parser.add_argument("--threshold", type=float, default=0.5, metavar="T",
+                        help="threshold (default 0.5); multicut/gasp: join fragments where the mean boundary between "
+                             "them is below T; unused by mutex-watershed")
     parser.add_argument("--merge-threshold", type=float, default=None, metavar="T",
                         help="watershed: then merge touching objects while the mean boundary between them is "
                              "below T (e.g. 0.5; joins cells split by faint inner outlines)")
@@ -28,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-section", action="store_true",
                         help="segment every z section on its own (serial sections predicted by a 2D model): "
                              "objects never connect across sections")
+    parser.add_argument("--halo", nargs=3, type=int, default=(8, 32, 32), metavar=("Z", "Y", "X"),
+                        help="context read around each block (default 8 32 32)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="mutex-watershed/multicut/gasp: solve the blocks on Dask ('processes' for a local "
+                             "cluster, or tcp://host:port); default: threads of this process (same result)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -39,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = SegmentOptions(method=args.method, channel=args.channel, threshold=args.threshold,
                              min_size=args.min_size, block_shape=args.block, per_section=args.per_section,
-                             merge_threshold=args.merge_threshold, overwrite=args.overwrite)
+                             merge_threshold=args.merge_threshold, overwrite=args.overwrite,
+                             halo=tuple(args.halo), scheduler=args.scheduler)
     bar = None
 
     def progress(done, total):

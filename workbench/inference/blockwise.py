@@ -38,6 +38,15 @@ class PredictionResult:
     info: dict = field(default_factory=dict)
 
 
+def affinity_offsets(predictor: Predictor) -> list[list[int]] | None:
+    """The affinity offsets an affinity model was trained with (one per output channel), else None."""
+    if str(getattr(predictor, "target", "") or "") != "affinities":
+        return None
+    from workbench.training.targets import offsets_of_channels
+
+    return offsets_of_channels(predictor.channel_names)
+
+
 def _run_info(predictor: Predictor, raw: Volume, plan: BlockPlan, options: PredictOptions) -> dict:
     """The ``workbench`` attributes of the output; a resumed run must match ``model`` and ``tta``."""
     return {
@@ -49,6 +58,8 @@ def _run_info(predictor: Predictor, raw: Volume, plan: BlockPlan, options: Predi
         "target": str(predictor.target or ""),
         # the forward passes' precision ("fp32", "bf16"; the forest: always fp32); a predictor without one: fp32
         "precision": str(predictor.precision),
+        # affinities: the (dz, dy, dx) of each channel, as trained (what the mutex watershed reads)
+        **({"offsets": offsets} if (offsets := affinity_offsets(predictor)) else {}),
     }
 
 

@@ -1,4 +1,5 @@
-"""Instance segmentation from predictions: connected components, seeded watershed, affinity agglomeration.
+"""Instance segmentation from predictions: connected components, seeded watershed, affinity agglomeration,
+and the field's mutex watershed, multicut and GASP (bioimage-cpp).
 
 :func:`segment` works on an in-memory probability map; :func:`segment_prediction` on a stored
 prediction (``OUT.zarr`` of :func:`workbench.inference.predict_volume`), block by block, into an
@@ -7,7 +8,9 @@ OME-Zarr label image, with its settings in :class:`SegmentOptions`.
 Modules (each imports only those above it): ``components`` (connected components, size filter),
 ``graph`` (region adjacency graph, greedy mean-affinity agglomeration), ``watershed``, ``affinity``,
 ``blockwise`` (the same, for volumes larger than memory), ``options`` (:class:`SegmentMethod`,
-:class:`SegmentOptions`), ``run`` (the entry points).
+:class:`SegmentOptions`), ``offsets`` (a prediction's affinity offsets), ``solvers`` (mutex watershed,
+multicut, GASP through bioimage-cpp), ``fragments`` (their over-segmentation), ``tasks`` (per-block work on
+threads or Dask), ``stitching`` (their blockwise passes), ``run`` (the entry points).
 """
 
 from workbench.segmentation.affinity import affinity_agglomeration, boundaries_from_affinities
@@ -22,7 +25,7 @@ from workbench.segmentation.blockwise import (
 )
 from workbench.segmentation.components import connected_components, relabel_sequential, remove_small
 from workbench.segmentation.graph import agglomerate, region_graph
-from workbench.segmentation.options import METHODS, SegmentMethod, SegmentOptions
+from workbench.segmentation.options import METHOD_HELP, METHODS, SegmentMethod, SegmentOptions
 from workbench.segmentation.run import segment, segment_prediction
 from workbench.segmentation.watershed import (
     WatershedParams,
@@ -33,6 +36,7 @@ from workbench.segmentation.watershed import (
 
 __all__ = [
     "METHODS",
+    "METHOD_HELP",
     "AgglomerateBlockParams",
     "BlockJob",
     "SegmentMethod",

@@ -13,17 +13,41 @@ from workbench.errors import WorkbenchError
 class SegmentMethod(Choice, what="segmentation method"):
     """How instances are made from a prediction.
 
-    ``cc``: connected components of ``channel > threshold``; ``watershed``: flood the boundary channel from
-    interior seeds (``< threshold``); ``affinity``: agglomerate nearest-neighbour affinities.
+    One line each for learners in :data:`METHOD_HELP` (:meth:`describe`).
     """
 
     CC = "cc"
     WATERSHED = "watershed"
     AFFINITY = "affinity"
+    MUTEX_WATERSHED = "mutex-watershed"
+    MULTICUT = "multicut"
+    GASP = "gasp"
 
+    def describe(self) -> str:
+        """One line for learners: what the method does and when to use it."""
+        return METHOD_HELP[self]
+
+
+#: One line per method for learners (the app's Results step and ``workbench segment --help`` show them).
+METHOD_HELP: dict[SegmentMethod, str] = {
+    SegmentMethod.CC: "connected components of one class above the threshold: fast, for objects that never "
+                      "touch (e.g. mitochondria)",
+    SegmentMethod.WATERSHED: "flood the boundary channel from interior seeds (boundary below the threshold): "
+                             "for touching cells with a boundary class",
+    SegmentMethod.AFFINITY: "greedy merging of fragments while their mean affinity is above the threshold: the "
+                            "workbench's own, one leaky boundary can merge two objects",
+    SegmentMethod.MUTEX_WATERSHED: "affinities with long-range offsets: merge by the strongest attraction unless a "
+                                   "repulsive long-range edge forbids it; no threshold (Wolf et al. 2018)",
+    SegmentMethod.MULTICUT: "fragments joined by the partition of their region graph with the lowest total cost "
+                            "(cut where the mean boundary is above the threshold); boundaries or affinities",
+    SegmentMethod.GASP: "fragments merged in order of their average signed attraction (mean boundary below the "
+                        "threshold attracts, above repels; Bailoni et al. 2022); boundaries or affinities",
+}
 
 #: The method names, in order (``SegmentMethod.values()``).
 METHODS = tuple(SegmentMethod.values())
+#: The methods that solve with bioimage-cpp (mutex watershed, multicut, GASP), blockwise with stitching.
+GRAPH_METHODS = (SegmentMethod.MUTEX_WATERSHED, SegmentMethod.MULTICUT, SegmentMethod.GASP)
 
 
 def _triple(value: Sequence[int], what: str, minimum: int) -> tuple[int, int, int]:
@@ -44,14 +68,20 @@ class SegmentOptions:
         method: a :class:`SegmentMethod` (or its name).
         channel: the prediction channel (``affinity`` without named affinity channels: ``channel .. +2``).
         threshold: in [0, 1]; ``cc``: foreground ``> threshold``; ``watershed``: seeds ``< threshold``;
-            ``affinity``: merge while the mean affinity ``> threshold``.
-        min_size: objects with fewer voxels are removed.
+            ``affinity``: merge while the mean affinity ``> threshold``; ``multicut``/``gasp``: fragments join
+            where the mean boundary between them is below it (the boundary bias); ``mutex-watershed``: unused.
+        min_size: objects with fewer voxels are removed (graph methods: merged into the touching object of the
+            highest mean affinity first, as python-elf's size filter; removed only when they touch none).
         block_shape: block (z, y, x); None: the prediction's chunks.
-        halo: context (z, y, x) flooded around each block (``watershed``, ``affinity``).
-        per_section: objects never connect across z (``cc``, ``watershed``).
+        halo: context (z, y, x) read around each block (``watershed``, ``affinity`` and the graph methods).
+        per_section: objects never connect across z (``cc``, ``watershed``, ``multicut``, ``gasp``; a 2D
+            affinity model has no z offsets, so its sections never connect anyway).
         merge_threshold: ``watershed``: then merge touching objects while the mean boundary along their
             contact is below it (in [0, 1]).
         overwrite: replace an existing output.
+        scheduler: where the per-block solves of the graph methods run: None (threads of this process),
+            ``"processes"`` (a local Dask cluster), a Dask scheduler address or a ``distributed.Client``;
+            the result is the same on each.
 
     Raises:
         WorkbenchError: an invalid value or combination (one line).
@@ -66,6 +96,7 @@ class SegmentOptions:
     per_section: bool = False
     merge_threshold: float | None = None
     overwrite: bool = False
+    scheduler: object = None
 
     def __post_init__(self):
         method = SegmentMethod.parse(self.method)
@@ -85,9 +116,9 @@ class SegmentOptions:
             raise WorkbenchError(f"the threshold must be in [0, 1], got {self.threshold}")
         if self.min_size < 0:
             raise WorkbenchError(f"the minimum size must be >= 0, got {self.min_size}")
-        if self.per_section and method == SegmentMethod.AFFINITY:
+        if self.per_section and method in (SegmentMethod.AFFINITY, SegmentMethod.MUTEX_WATERSHED):
             raise WorkbenchError(
-                "per-section segmentation is for cc and watershed; affinities carry their own z edges")
+                f"per-section segmentation is not for {str(method)!r}: affinities carry their own z edges")
         if self.merge_threshold is not None:
             if method != SegmentMethod.WATERSHED:
                 raise WorkbenchError(f"a merge threshold is for the watershed method, not {str(method)!r}")

@@ -67,6 +67,24 @@ def boundary_target(labels):
     return target, mask.float()
 
 
+def affinity_channel_name(offset) -> str:
+    """The name of the output channel of an affinity ``offset`` (dz, dy, dx): ``affinity (dz, dy, dx)``."""
+    return f"affinity {tuple(int(v) for v in offset)}"
+
+
+def offsets_of_channels(channel_names) -> list[list[int]] | None:
+    """The offsets of channels named by :func:`affinity_channel_name` (None unless every channel is one)."""
+    import re
+
+    out = []
+    for name in channel_names:
+        m = re.fullmatch(r"affinity \((-?\d+), (-?\d+), (-?\d+)\)", str(name))
+        if not m:
+            return None
+        out.append([int(v) for v in m.groups()])
+    return out or None
+
+
 def affinity_target(labels, offsets):
     """labels (B, Z, Y, X) instance ids -> (affinities float (B, C, Z, Y, X), mask float (B, C, Z, Y, X))."""
     import torch
