@@ -35,6 +35,15 @@ def proxy_base_from_env(env=None) -> str | None:
     return None
 
 
+def page_origin_from_env(env=None) -> str | None:
+    """``scheme://host[:port]`` of the page the app was loaded from (Voila's ``VOILA_REQUEST_URL``), or None."""
+    from urllib.parse import urlsplit
+
+    env = os.environ if env is None else env
+    parts = urlsplit(env.get("VOILA_REQUEST_URL") or "")
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
+
+
 def frame_url(viewer, proxy_base: str | None = None, env=None) -> str:
     """The URL an iframe should load for ``viewer`` (a :class:`WorkbenchViewer`)."""
     base = proxy_base if proxy_base is not None else proxy_base_from_env(env)
@@ -61,6 +70,8 @@ class NeuroglancerFrame:
         self.viewer = viewer
         self.height = int(height)
         self.url = frame_url(viewer, proxy_base)
+        if hasattr(viewer, "set_page_url"):  # absolute URLs in the state (segment properties) go the same way
+            viewer.set_page_url(self.url, origin=page_origin_from_env())
         self.frame = W.HTML(value=self._iframe_html())
         self.link = W.HTML(
             value=f'<a class="wb-ng-link" href="{html.escape(self.url, quote=True)}" target="_blank" rel="noopener">'

@@ -4,6 +4,11 @@ The server is Neuroglancer's own (tornado, in a background thread), bound to 127
 by default. Each viewer's URL holds Neuroglancer's random token (``/v/<token>/``), so only someone given
 the URL can open it. Behind a Jupyter server the same viewer is reached through jupyter-server-proxy at
 ``{base_url}proxy/{port}/v/{token}/`` (one port for everything).
+
+Segmentation layers carry meshes (served from the python source, see :mod:`workbench.viewer.sources`)
+and segment properties (served by a route on the same server, see :mod:`workbench.viewer.properties`);
+the properties' URL must be absolute, so the viewer keeps the server root as the browser reaches it
+(:meth:`WorkbenchViewer.set_page_url`; default: the direct address).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from workbench.classes import default_color, normalize_classes
 from workbench.errors import WorkbenchError
 from workbench.ports import port_is_free, register_proxy_port
+from workbench.viewer import properties as props
 from workbench.viewer import state as st
 from workbench.viewer.sources import CallbackReader, local_volume
 from workbench.viewer.strokes import Stroke, strokes_from_state
@@ -26,7 +32,7 @@ from workbench.viewer.strokes import Stroke, strokes_from_state
 log = logging.getLogger(__name__)
 
 #: Layer names the workbench uses.
-RAW, LABELS, SEGMENTATION, UNCERTAINTY = "raw", "annotations", "segmentation", "uncertainty"
+RAW, LABELS, SEGMENTATION, UNCERTAINTY, CLASS_MAP = "raw", "annotations", "segmentation", "uncertainty", "classes"
 #: Key bindings added to the viewer: commit drawn strokes to the label store, undo the last one.
 COMMIT_KEY, UNDO_KEY = "alt+keyc", "alt+keyz"
 
@@ -53,6 +59,7 @@ def start_server(bind: str = "127.0.0.1", port: int = 0) -> str:
             if running != bind or (port and server_port() != int(port)):
                 log.warning("Neuroglancer server already running at %s; keeping it", ng_server.get_server_url())
         register_proxy_port(server_port())  # lets `workbench app`'s proxy reach it (no-op elsewhere)
+        props.install(ng_server.global_server)
         return ng_server.get_server_url()
 
 
@@ -94,6 +101,9 @@ class WorkbenchViewer:
         self.viewer = neuroglancer.Viewer()
         self.draw_layers: dict[str, int] = {}
         self._sources: dict[str, Any] = {}
+        self._property_keys: dict[str, str] = {}  # layer name -> segment properties key
+        self._meshes: dict[str, Any] = {}  # layer name -> ObjectMeshes
+        self.public_root: str | None = None  # server root as the browser reaches it (None: direct)
         self._committed: list[tuple[str, str]] = []  # (annotation id, layer) in commit order
         self._synced_ids: set[str] = set()
         self._clients = 0
@@ -126,6 +136,35 @@ class WorkbenchViewer:
 
     def __repr__(self) -> str:
         return f"WorkbenchViewer({self.url()})"
+
+    def server_root(self) -> str:
+        """The Neuroglancer server's root URL as the browser reaches it (ends in ``/``)."""
+        if self.public_root:
+            return self.public_root
+        return re.sub(r"/v/[^/]+/?$", "/", self.viewer.get_viewer_url())
+
+    def set_page_url(self, url: str, origin: str | None = None) -> None:
+        """Tell the viewer the URL the browser loads it from (e.g. the iframe's proxied URL), so absolute
+        URLs it puts in the state (segment properties) reach this server the same way.
+
+        Args:
+            url: ``http://host/.../v/<token>/`` or a path ``/.../v/<token>/`` (then ``origin`` is needed).
+            origin: ``scheme://host[:port]`` of the page, for a path-only ``url``; without it a path-only
+                URL keeps the direct address (right when the browser runs on this machine).
+        """
+        root = re.sub(r"/v/[^/]+/?$", "/", url)
+        if not re.match(r"^https?://", root):
+            if not origin:
+                log.info("no page origin for %s: segment properties use the direct server address", url)
+                return
+            root = origin.rstrip("/") + "/" + root.lstrip("/")
+        if root == self.public_root:
+            return
+        self.public_root = root
+        with self._lock, self.viewer.txn() as s:
+            for name in self._property_keys:
+                if name in s.layers:
+                    s.layers[name].source = self._layer_sources(name)
 
     # ---------------------------------------------------------------- clients
     def _watch_clients(self) -> None:
@@ -233,10 +272,17 @@ class WorkbenchViewer:
                 classes = options.get("classes")
                 if classes is not None:
                     self.classes = normalize_classes(classes)
-                st.add_labels_layer(s, name, src, self.classes, visible=visible)
+                self._sources[name] = src
+                self._set_properties(name, lambda infos=self.classes: props.class_properties(infos))
+                st.add_labels_layer(s, name, self._layer_sources(name), self.classes, visible=visible)
             elif kind == "segmentation":
-                src = local_volume(data, self.voxel_size, volume_type="segmentation")
-                st.add_instance_layer(s, name, src, visible=visible)
+                meshes = self._object_meshes(data) if options.get("meshes", True) else None
+                src = local_volume(data, self.voxel_size, volume_type="segmentation", meshes=meshes)
+                self._sources[name] = src
+                self._meshes[name] = meshes
+                self._set_properties(name, self._instance_info(data, options.get("prediction"),
+                                                               options.get("channel_names")))
+                st.add_instance_layer(s, name, self._layer_sources(name), visible=visible)
             elif kind == "uncertainty":
                 src = local_volume(data, self.voxel_size, volume_type="image")
                 st.add_uncertainty_layer(s, name, src, options.get("window") or (0.0, 1.0), visible=visible)
@@ -252,9 +298,110 @@ class WorkbenchViewer:
         """Show sparse class labels (``0`` = unlabelled) in the class colours."""
         self.set_layer(LABELS, volume, "labels", classes=classes)
 
-    def set_segmentation(self, volume) -> None:
-        """Show an instance segmentation."""
-        self.set_layer(SEGMENTATION, volume, "segmentation")
+    def set_segmentation(self, volume, prediction=None, channel_names: Sequence[str] | None = None,
+                         meshes: bool = True) -> None:
+        """Show an instance segmentation, with meshes in the 3D panel and segment properties.
+
+        Args:
+            volume: the ``(z, y, x)`` labels (a Volume from a ``SEG.zarr`` caches meshes in ``SEG.zarr/meshes``).
+            prediction: ``(c, z, y, x)`` probabilities it came from: classes and mean probabilities.
+            channel_names: the prediction's channel names.
+            meshes: serve meshes (default True).
+        """
+        self.set_layer(SEGMENTATION, volume, "segmentation", prediction=prediction, channel_names=channel_names,
+                       meshes=meshes)
+
+    def set_class_map(self, data, names: Sequence[str], colors: Sequence[str] | None = None, name: str = CLASS_MAP,
+                      visible: bool = False) -> None:
+        """Show a semantic prediction's class map (class id = channel + 1, e.g.
+        :func:`workbench.inference.prediction_class_map`) with the class names as segment properties.
+
+        Args:
+            names: the prediction's channel names; colors: their colours (default: the palette).
+            visible: shown at once (default hidden: the probability layers show the same).
+        """
+        infos = normalize_classes([dict(id=i + 1, name=str(n), **({"color": colors[i]} if colors else {}))
+                                   for i, n in enumerate(names)])
+        self._base(data)
+        with self._lock, self.viewer.txn() as s:
+            self._sources[name] = local_volume(data, self.voxel_size, volume_type="segmentation")
+            self._set_properties(name, lambda: props.class_properties(infos))
+            st.add_labels_layer(s, name, self._layer_sources(name), infos, visible=visible)
+
+    # ---------------------------------------------------------------- meshes and segment properties
+    def _object_meshes(self, data):
+        """An ObjectMeshes for ``data``, cached in ``SEG.zarr/meshes`` when it was read from a zarr store."""
+        from pathlib import Path
+
+        from workbench.meshes import ObjectMeshes, mesh_dir_for, store_root
+
+        cache = None
+        source = str(getattr(data, "source", "") or "")
+        if source and "[" not in source and Path(source).is_dir():  # not for a region of a store
+            cache = mesh_dir_for(store_root(Path(source)))
+        return ObjectMeshes(data, self.voxel_size, cache=cache)
+
+    def _instance_info(self, data, prediction, channel_names):
+        """A function computing the segment properties JSON of an instance layer (run on first request)."""
+        shape = tuple(int(s) for s in data.shape)
+        voxel_size = self.voxel_size
+
+        def make() -> dict:
+            from workbench.objects import object_table
+
+            table = object_table(data, prediction=prediction, voxel_size=voxel_size, channel_names=channel_names)
+            return props.instance_properties(table, shape)
+
+        return make
+
+    def _set_properties(self, name: str, make_info) -> None:
+        old = self._property_keys.pop(name, None)
+        if old is not None:
+            props.unregister(old)
+        self._property_keys[name] = props.register(make_info)
+
+    def _layer_sources(self, name: str) -> list:
+        """``[local volume, segment properties URL]`` of layer ``name``."""
+        sources = [self._sources[name]]
+        key = self._property_keys.get(name)
+        if key is not None:
+            sources.append(props.source_url(self.server_root(), key))
+        return sources
+
+    def segment_properties(self, name: str = SEGMENTATION) -> dict:
+        """The segment properties JSON served for layer ``name`` (computed now if it was not yet)."""
+        key = self._property_keys.get(name)
+        if key is None:
+            raise WorkbenchError(f"layer {name!r} has no segment properties; layers: {sorted(self._property_keys)}")
+        return props.info_for(key)
+
+    def object_mesh(self, object_id: int, name: str = SEGMENTATION):
+        """The mesh the viewer serves for ``object_id`` of layer ``name`` (a :class:`workbench.meshes.Mesh`).
+
+        Raises:
+            WorkbenchError: no such layer with meshes, or no such object.
+        """
+        meshes = self._meshes.get(name)
+        if meshes is None:
+            raise WorkbenchError(f"layer {name!r} serves no meshes")
+        return meshes.get(int(object_id))
+
+    def select_object(self, object_id: int, position: Sequence[float] | None = None, name: str = SEGMENTATION,
+                      show_only: bool = True) -> None:
+        """Select object ``object_id`` in layer ``name`` (its mesh shows in the 3D panel) and centre the
+        view on ``position`` (``(z, y, x)`` voxels, e.g. the centroid).
+
+        Args:
+            show_only: the object becomes the only selected one (else it is added to the selection).
+        """
+        if name not in self._sources:
+            raise WorkbenchError(f"no layer named {name!r}; layers: {sorted(self._sources)}")
+        with self._lock, self.viewer.txn() as s:
+            layer = s.layers[name]
+            ids = {int(object_id)} if show_only else {int(i) for i in layer.segments} | {int(object_id)}
+            layer.segments = ids
+            if position is not None:
+                s.position = [float(v) + 0.5 for v in position]
 
     def set_uncertainty(self, volume) -> None:
         """Show an uncertainty map (values in 0..1, high = uncertain)."""
@@ -310,10 +457,14 @@ class WorkbenchViewer:
                 return
             self._base(data)
             old = self._sources[name]
-            src = local_volume(data, self.voxel_size, volume_type=old.volume_type)
-            with self.viewer.txn() as s:
-                s.layers[name].source = src
+            meshes = self._object_meshes(data) if self._meshes.get(name) is not None else None
+            src = local_volume(data, self.voxel_size, volume_type=old.volume_type, meshes=meshes)
             self._sources[name] = src
+            if name in self._meshes:  # an instance layer: new meshes and properties for the new labels
+                self._meshes[name] = meshes
+                self._set_properties(name, self._instance_info(data, None, None))
+            with self.viewer.txn() as s:
+                s.layers[name].source = self._layer_sources(name)
 
     def layer_names(self) -> list[str]:
         """Names of the layers in the viewer, in order."""
@@ -439,6 +590,9 @@ class WorkbenchViewer:
 
         with self.viewer.txn() as s:
             s.layers.clear()
+        for key in self._property_keys.values():
+            props.unregister(key)
+        self._property_keys.clear()
         if ng_server.global_server is not None:
             ng_server.global_server.viewers.pop(self.token, None)
 

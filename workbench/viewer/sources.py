@@ -4,6 +4,11 @@
 ``neuroglancer.LocalVolume``. When the data is scale 0 of an OME-Zarr multiscale image, the pyramid's
 levels answer the browser's downsampled requests directly (:class:`PyramidVolume`), instead of reading
 and averaging full-resolution data on every zoomed-out view.
+
+Meshes: a segmentation volume given ``meshes`` (a :class:`workbench.meshes.ObjectMeshes`) answers the
+browser's mesh requests (``/neuroglancer/mesh/<key>/<id>``, the python source's single-fragment legacy
+format) from it: cached meshes beside the segmentation, else meshed on demand from the object's bounding
+box. Neuroglancer's own on-demand mesher is not used: it needs the whole volume as one in-memory array.
 """
 
 from __future__ import annotations
@@ -135,6 +140,36 @@ def _local_volume_class():
     return PyramidVolume
 
 
+def _meshed_class(base):
+    """``base`` (a LocalVolume class) serving meshes from an ``ObjectMeshes`` (attribute ``object_meshes``)."""
+    from neuroglancer.local_volume import InvalidObjectIdForMesh, MeshesNotSupportedForVolume
+
+    from workbench.errors import WorkbenchError
+
+    class MeshedVolume(base):
+        object_meshes = None
+
+        def get_object_mesh(self, object_id):
+            if self.object_meshes is None:
+                raise MeshesNotSupportedForVolume()
+            try:
+                mesh = self.object_meshes.get(int(object_id))
+            except WorkbenchError:
+                raise InvalidObjectIdForMesh() from None
+            if len(mesh.faces) == 0:
+                raise InvalidObjectIdForMesh()
+            # model axes are z, y, x with scales in the coordinate space's base unit (m): vertex / scale = voxel
+            scale = float(self.dimensions.scales[0]) / float(self.object_meshes.voxel_size[0])
+            return mesh.encode("zyx", scale=scale)
+
+        def invalidate(self):
+            if self.object_meshes is not None:
+                self.object_meshes.reset()
+            super().invalidate()
+
+    return MeshedVolume
+
+
 def ome_zarr_levels(data: Any) -> list[tuple[tuple[int, int, int], Any]]:
     """The multiscale pyramid around a zarr array that is scale 0 of an OME-Zarr image.
 
@@ -191,6 +226,7 @@ def local_volume(
     channel: int | None = None,
     levels: list | None = None,
     max_downsampling: int = 64,
+    meshes=None,
 ):
     """A ``neuroglancer.LocalVolume`` serving ``data`` lazily.
 
@@ -201,6 +237,7 @@ def local_volume(
         channel: read one channel of a 4D array.
         levels: pyramid levels (see :func:`ome_zarr_levels`); found automatically for OME-Zarr scale 0.
         max_downsampling: largest total downsampling the browser may request.
+        meshes: a :class:`workbench.meshes.ObjectMeshes` answering mesh requests (segmentations).
     """
     import neuroglancer
 
@@ -220,5 +257,11 @@ def local_volume(
         reader = CallbackReader(lambda r, _d=reader: _d[r].astype(np.uint32), reader.shape, np.uint32)
     if levels and len(levels) > 1:
         readers = [(f, ArrayReader(a)) for f, a in levels]
-        return _local_volume_class()(reader, dims, readers, **kwargs)
-    return neuroglancer.LocalVolume(reader, dims, **kwargs)
+        cls = _local_volume_class()
+        vol = (_meshed_class(cls) if meshes is not None else cls)(reader, dims, readers, **kwargs)
+    else:
+        cls = neuroglancer.LocalVolume
+        vol = (_meshed_class(cls) if meshes is not None else cls)(reader, dims, **kwargs)
+    if meshes is not None:
+        vol.object_meshes = meshes
+    return vol
