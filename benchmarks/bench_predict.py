@@ -6,11 +6,14 @@ zarr volumes are made under /tmp and deleted afterwards. Every measured stage ru
 its peak RSS is its own (sampled every 0.1 s over the whole process tree, dask workers included).
 
 Figures: voxels/s (output voxels), achieved GFLOP/s = voxels/s x forward FLOPs per voxel
-(``torch.utils.flop_counter`` on a 256^2 slice), against the oneDNN 3x3 convolution ceiling measured in
-the same run (channels_last conv2d, 64 -> 64 channels).
+(``torch.utils.flop_counter`` on a 256^2 slice), against the oneDNN 3x3 convolution ceiling of the run's
+precision (fp32, or bf16 autocast) measured in the same run (channels_last conv2d, 64 -> 64 channels).
+The peak-memory series predicts volumes of 16, 64 and 256 sections of 512^2 with the same model and block
+shape, each in a fresh process (``memory_series``).
 
-Usage: python benchmarks/bench_predict.py [--sizes-gb 1 4] [--extras-gb 0.25] [--skip-dask] [--skip-compile]
-[--skip-monai] [--keep-previous]. The size series runs the local scheduler; the comparisons run on the --extras-gb volume.
+Usage: python benchmarks/bench_predict.py [--sizes-gb 1 4] [--extras-gb 0.25] [--precisions fp32 bf16]
+[--memory-sections 16 64 256] [--skip-dask] [--skip-compile] [--skip-monai] [--keep-previous]. The size series
+runs the local scheduler; the comparisons run on the --extras-gb volume.
 """
 
 from __future__ import annotations
@@ -36,21 +39,39 @@ YX = 4096  # slice size of the synthetic volumes
 # ------------------------------------------------------------------------------------------------ stages
 
 
-def stage_ceiling(args) -> dict:
-    """Best GFLOP/s of a large channels_last 3x3 conv2d (64 -> 64 channels)."""
+def _ceiling(precision: str) -> float:
     import torch
+
+    from workbench.precision import autocast
 
     conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
     x = torch.randn(4, 64, 256, 256).contiguous(memory_format=torch.channels_last)
     flops = 2 * 64 * 64 * 9 * 4 * 256 * 256
     best = 0.0
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast("cpu", precision):
         conv(x)
         for _ in range(6):
             t = time.perf_counter()
             conv(x)
             best = max(best, flops / (time.perf_counter() - t) / 1e9)
-    return {"conv3x3_gflops": best, "torch_threads": torch.get_num_threads()}
+    return best
+
+
+def stage_ceiling(args) -> dict:
+    """Best GFLOP/s of a large channels_last 3x3 conv2d (64 -> 64 channels), in fp32 and (where the CPU has
+    it natively) under bf16 autocast."""
+    import torch
+
+    from workbench.precision import bf16_supported
+
+    out = {"conv3x3_gflops": _ceiling("fp32"), "torch_threads": torch.get_num_threads()}
+    if bf16_supported("cpu"):
+        out["conv3x3_gflops_bf16"] = _ceiling("bf16")
+    return out
+
+
+def _ceiling_key(precision: str | None) -> str:
+    return "conv3x3_gflops" if precision in (None, "fp32") else f"conv3x3_gflops_{precision}"
 
 
 def stage_predict(args) -> dict:
@@ -59,7 +80,7 @@ def stage_predict(args) -> dict:
     from workbench.io import open_volume
     from workbench.training import load_run
 
-    predictor = load_run(args.run, device="cpu")
+    predictor = load_run(args.run, device="cpu", precision=args.precision or "fp32")
     raw = open_volume(args.vol)
     stamps = []
 
@@ -81,7 +102,8 @@ def stage_predict(args) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     return {"seconds": total, "voxels": vox, "voxels_per_s": vox / total, "voxels_per_s_steady": steady,
             "blocks": n_blocks, "block_shape": result.info["block_shape"], "halo": result.info["halo"],
-            "workers": result.info.get("workers"), "block_memory_bytes": result.info.get("block_memory_bytes")}
+            "workers": result.info.get("workers"), "block_memory_bytes": result.info.get("block_memory_bytes"),
+            "precision": result.info.get("precision", "fp32")}
 
 
 def stage_monai(args) -> dict:
@@ -176,17 +198,19 @@ def run_stage(name: str, **kw) -> dict:
     return result
 
 
-def make_volume(path: Path, gb: float, seed: int, yx: int = YX) -> tuple[int, int, int]:
-    """A uint8 zarr (z, yx, yx) of ~gb GB (z a multiple of 8): smoothed-noise tiles, shifted per slice."""
+def make_volume(path: Path, gb: float, seed: int, yx: int = YX, nz: int | None = None) -> tuple[int, int, int]:
+    """A uint8 zarr (z, yx, yx) of ~gb GB (z a multiple of 8; or ``nz`` sections): smoothed-noise tiles,
+    shifted per slice."""
     import zarr
     from scipy import ndimage as ndi
 
-    nz = max(8, int(round(gb * 1e9 / (yx * yx) / 8)) * 8)
+    nz = nz or max(8, int(round(gb * 1e9 / (yx * yx) / 8)) * 8)
     rng = np.random.default_rng(seed)
     tile = ndi.gaussian_filter(rng.random((1024, 1024), dtype=np.float32), 3, mode="wrap")
     tile = ((tile - tile.min()) / (np.ptp(tile) + 1e-9) * 255).astype(np.uint8)
-    plane = np.tile(tile, (yx // 1024, yx // 1024))
-    arr = zarr.create_array(str(path), shape=(nz, yx, yx), chunks=(8, 1024, 1024), dtype="uint8", zarr_format=2)
+    plane = np.tile(tile, (-(-yx // 1024), -(-yx // 1024)))[:yx, :yx]
+    chunk = min(yx, 1024)
+    arr = zarr.create_array(str(path), shape=(nz, yx, yx), chunks=(8, chunk, chunk), dtype="uint8", zarr_format=2)
     for z0 in range(0, nz, 8):
         slab = np.stack([np.roll(plane, (7 * z, 13 * z), axis=(0, 1)) for z in range(z0, z0 + 8)])
         arr[z0:z0 + 8] = slab
@@ -250,6 +274,13 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--out")
     p.add_argument("--scheduler")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--precision", default=None, help="(stage argument) fp32 or bf16")
+    p.add_argument("--precisions", nargs="*", default=["fp32", "bf16"],
+                   help="precisions of the size series and the default-settings comparison")
+    p.add_argument("--memory-sections", nargs="*", type=int, default=[16, 64, 256],
+                   help="peak-memory series: volumes of N sections of --memory-yx^2 (none: skip it)")
+    p.add_argument("--memory-yx", type=int, default=512)
+    p.add_argument("--results", default=str(RESULTS), help="where the JSON goes")
     p.add_argument("--workers", default="auto", help="(stage argument) blocks in flight: N or auto")
     p.add_argument("--sizes-gb", nargs="*", type=float, default=[1.0, 4.0], help="volume sizes of the series (none: skip it)")
     p.add_argument("--monai-gb", type=float, default=0.25, help="(stage argument) MONAI's sub-volume")
@@ -281,9 +312,10 @@ def _new_report(args) -> dict:
 
 
 def _measure(run_dir: Path, label, vol, shape, stage="predict", **kw) -> dict:
-    before = run_stage("ceiling")["conv3x3_gflops"]
+    key = _ceiling_key(kw.get("precision"))
+    before = run_stage("ceiling").get(key)
     r = run_stage(stage, run=run_dir, vol=vol, **kw)
-    after = run_stage("ceiling")["conv3x3_gflops"]
+    after = run_stage("ceiling").get(key)
     # the machine's speed drifts: compare with the ceiling measured right around the stage
     r.update(config=label, volume_gb=r.get("voxels", float(np.prod(shape))) / 1e9, shape=list(shape),
              ceiling_around_gflops=[before, after])
@@ -294,8 +326,9 @@ def _run_extras(args, tmp: Path, run_dir: Path, report: dict, save) -> None:
     """The comparisons (torch.compile, a Dask cluster, MONAI) on a smaller volume."""
     vol = tmp / "extras.zarr"
     shape = make_volume(vol, args.extras_gb, seed=99, yx=args.yx)
-    report["runs"].append(_measure(run_dir, "local threads, default (workers auto)", vol, shape,
-                                   out=tmp / "out.zarr"))
+    for prec in args.precisions:
+        report["runs"].append(_measure(run_dir, _label("local threads, default (workers auto)", prec), vol, shape,
+                                       out=tmp / "out.zarr", precision=prec))
     report["runs"].append(_measure(run_dir, "local threads, 1 block in flight x all torch threads", vol, shape,
                                    out=tmp / "out.zarr", workers=1))
     if not args.skip_compile:
@@ -320,27 +353,57 @@ def _run_sizes(args, tmp: Path, run_dir: Path, report: dict, save) -> None:
         shape = make_volume(vol, gb, seed=i, yx=args.yx)
         print(f"volume {shape} ({np.prod(shape) / 1e9:.2f} GB) made in {time.perf_counter() - t:.0f} s",
               file=sys.stderr, flush=True)
-        report["runs"].append(_measure(run_dir, "local threads, default (workers auto)", vol, shape,
-                                       out=tmp / "out.zarr"))
-        save()
+        for prec in args.precisions:
+            report["runs"].append(_measure(run_dir, _label("local threads, default (workers auto)", prec), vol,
+                                           shape, out=tmp / "out.zarr", precision=prec))
+            save()
         shutil.rmtree(vol, ignore_errors=True)
+
+
+def _label(config: str, precision: str) -> str:
+    """A run's configuration name; bf16 runs say so (fp32 keeps the names of earlier results)."""
+    return config if precision == "fp32" else f"{config}, {precision}"
+
+
+def _run_memory(args, tmp: Path, run_dir: Path, report: dict, save) -> None:
+    """Peak RSS against the volume size: N sections of yx^2, same model and block shape, each a fresh process."""
+    series = report["memory_series"] = {"yx": args.memory_yx, "runs": []}
+    for n in args.memory_sections:
+        vol = tmp / f"mem{n}.zarr"
+        shape = make_volume(vol, 0, seed=n, yx=args.memory_yx, nz=n)
+        r = run_stage("predict", run=run_dir, vol=vol, out=tmp / "out.zarr", precision=args.precisions[0])
+        series["runs"].append({"sections": n, "shape": list(shape), "peak_rss_gb": round(r["peak_rss_gb"], 3),
+                               "workers": r["workers"], "block_shape": r["block_shape"],
+                               "voxels_per_s": round(r["voxels_per_s"]), "precision": r["precision"]})
+        shutil.rmtree(vol, ignore_errors=True)
+        first = series["runs"][0]["peak_rss_gb"]
+        series["peak_rss_vs_smallest"] = [round(x["peak_rss_gb"] / first, 3) for x in series["runs"]]
+        save()
 
 
 def _add_fractions(report: dict) -> None:
     """GFLOP/s of every run and its fraction of the ceiling (the run's maximum and the one around it)."""
-    ceiling = max(report["ceiling_start"]["conv3x3_gflops"], report["ceiling_end"]["conv3x3_gflops"])
+    ceilings = {}
+    for key in ("conv3x3_gflops", "conv3x3_gflops_bf16"):
+        seen = [report[k][key] for k in ("ceiling_start", "ceiling_end") if report.get(k, {}).get(key)]
+        if seen:
+            ceilings[key] = max(seen)
     fpv = report["flops_per_voxel"]
     for r in [*report["runs"], report.get("monai", {})]:
         if not r:
             continue
-        local_ceiling = float(np.mean(r.get("ceiling_around_gflops") or [ceiling]))
+        ceiling = ceilings[_ceiling_key(r.get("precision", "fp32"))]
+        around = [c for c in (r.get("ceiling_around_gflops") or []) if c]
+        local_ceiling = float(np.mean(around or [ceiling]))
         for key in ("voxels_per_s", "voxels_per_s_steady"):
             if r.get(key):
                 g = r[key] * fpv / 1e9
                 r[key.replace("voxels_per_s", "gflops")] = g
                 r[key.replace("voxels_per_s", "fraction_of_run_max_ceiling")] = g / ceiling
                 r[key.replace("voxels_per_s", "fraction_of_ceiling_around")] = g / local_ceiling
-    report["ceiling_gflops"] = ceiling
+    report["ceiling_gflops"] = ceilings["conv3x3_gflops"]
+    if "conv3x3_gflops_bf16" in ceilings:
+        report["ceiling_gflops_bf16"] = ceilings["conv3x3_gflops_bf16"]
 
 
 def main() -> int:
@@ -351,11 +414,12 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict_", dir="/tmp"))
     report = _new_report(args)
-    previous = _previous_runs(RESULTS) if args.keep_previous else ([], None)
+    results = Path(args.results)
+    previous = _previous_runs(results) if args.keep_previous else ([], None)
 
     def save():
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(dict(_with_previous(report, previous), finished=False), indent=2))
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(dict(_with_previous(report, previous), finished=False), indent=2))
 
     try:
         run_dir = tmp / "run"
@@ -366,6 +430,8 @@ def main() -> int:
         if args.extras_gb:
             _run_extras(args, tmp, run_dir, report, save)
         _run_sizes(args, tmp, run_dir, report, save)
+        if args.memory_sections:
+            _run_memory(args, tmp, run_dir, report, save)
         report["ceiling_end"] = run_stage("ceiling")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -373,8 +439,8 @@ def main() -> int:
     report["machine"]["load_average_end"] = list(os.getloadavg())
     report["finished"] = True
     report = _with_previous(report, previous)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     return 0
 

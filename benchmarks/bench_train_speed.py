@@ -1,10 +1,11 @@
 """Training throughput of the Trainer (data pipeline + augmentation included) against a plain PyTorch loop.
 
 Measures, in one run (the machine is shared and its speed drifts, so everything is compared within the run):
-- the oneDNN 3x3 convolution ceiling (a large channels_last conv2d), GFLOP/s;
-- ``unet2d`` (4 levels, base 16), batch 4 x 256^2: a plain loop on random tensors vs our Trainer (with and
-  without the background batch thread), patches/s and achieved GFLOP/s (FLOPs counted with
-  ``torch.utils.flop_counter``, x3 for forward + backward);
+- the oneDNN 3x3 convolution ceilings (a large channels_last conv2d) in fp32 and in bf16 (autocast), GFLOP/s;
+- ``unet2d`` (4 levels, base 16), batch 4 x 256^2, in fp32 and in bf16 (where the CPU has it natively): a plain
+  loop on random tensors vs our Trainer (with and without the background batch thread), patches/s and achieved
+  GFLOP/s (FLOPs counted with ``torch.utils.flop_counter``, x3 for forward + backward) against the ceiling of
+  the precision used; where the time of a Trainer step goes (waiting for batches vs the step itself);
 - ``unet3d`` patches/s through the Trainer;
 - torch-em's UNet2d side by side, when ``pip install torch-em`` would not replace our torch.
 
@@ -34,15 +35,18 @@ def _reexec_with_tuned_malloc() -> None:
     reexec_tuned(sys.argv)
 
 
-def conv_ceiling(repeats: int = 6) -> float:
-    """GFLOP/s of a large 3x3 channels_last conv2d (64 -> 64 channels, 8 x 256^2), best of ``repeats``."""
+def conv_ceiling(repeats: int = 6, precision: str = "fp32") -> float:
+    """GFLOP/s of a large 3x3 channels_last conv2d (64 -> 64 channels, 8 x 256^2), best of ``repeats``, under
+    ``precision``'s autocast."""
     import torch
+
+    from workbench.precision import autocast
 
     conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
     x = torch.randn(8, 64, 256, 256).contiguous(memory_format=torch.channels_last)
     flops = 2 * 8 * 64 * 64 * 9 * 256 * 256
     best = 0.0
-    with torch.no_grad():
+    with torch.no_grad(), autocast("cpu", precision):
         conv(x)
         for _ in range(repeats):
             t = time.perf_counter()
@@ -63,12 +67,14 @@ def unet_flops_per_forward(arch: str, options: dict, shape) -> int:
     return int(counter.get_total_flops())
 
 
-def plain_loop(iterations: int, warmup: int = 3) -> float:
-    """Patches/s of a bare training loop on random tensors (same architecture, channels_last, AdamW)."""
+def plain_loop(iterations: int, warmup: int = 3, precision: str = "fp32") -> float:
+    """Patches/s of a bare training loop on random tensors (same architecture, channels_last, AdamW, the
+    forward pass under ``precision``'s autocast)."""
     import torch
     import torch.nn.functional as F
 
     from workbench.models import build_model
+    from workbench.precision import autocast
 
     torch.manual_seed(0)
     model = build_model("unet2d", 1, 2, **UNET2D).to(memory_format=torch.channels_last)
@@ -78,7 +84,9 @@ def plain_loop(iterations: int, warmup: int = 3) -> float:
     for i in range(warmup + iterations):
         if i == warmup:
             t0 = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
+        with autocast("cpu", precision):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -101,14 +109,16 @@ def _synthetic(shape=(16, 512, 512), seed=0):
     return raw, labels
 
 
-def trainer_speed(arch: str, options: dict, patch, iterations: int, prefetch: int = 2, warmup: int = 3) -> dict:
-    """Patches/s of our Trainer (sampling, augmentation, targets, masked CE + Dice, logging)."""
+def trainer_speed(arch: str, options: dict, patch, iterations: int, prefetch: int = 2, warmup: int = 3,
+                  batch: int = BATCH, device: str = "cpu", precision: str = "fp32") -> dict:
+    """Patches/s of our Trainer (sampling, augmentation, targets, masked CE + Dice, logging), and the share of
+    the timed steps spent waiting for batches (the data pipeline not keeping up)."""
     from workbench.training import TrainConfig, Trainer
 
     raw, labels = _synthetic()
-    cfg = TrainConfig(arch=arch, arch_options=options, patch_shape=list(patch), batch_size=BATCH,
+    cfg = TrainConfig(arch=arch, arch_options=options, patch_shape=list(patch), batch_size=batch,
                       iterations=warmup + iterations, log_every=1, val_every=10**9, checkpoint_seconds=10**9,
-                      prefetch=prefetch, device="cpu")
+                      prefetch=prefetch, device=device, precision=precision, bn_recalibration=False)
     if hasattr(cfg, "semi_supervised"):  # the same supervised work as the plain loop (no mean-teacher pass)
         cfg.semi_supervised = "none"
     with tempfile.TemporaryDirectory() as d:
@@ -116,8 +126,12 @@ def trainer_speed(arch: str, options: dict, patch, iterations: int, prefetch: in
         trainer.run()
         hist = {r["iteration"]: r for r in trainer.history}
         seconds = hist[warmup + iterations]["elapsed_s"] - hist[warmup]["elapsed_s"]
-    return {"patches_per_s": iterations * BATCH / seconds, "iterations": iterations, "patch": list(patch),
-            "prefetch": prefetch}
+        total = hist[warmup + iterations]["elapsed_s"]
+    waited = float(getattr(trainer, "batch_wait_seconds", 0.0))
+    return {"patches_per_s": iterations * batch / seconds, "iterations": iterations, "patch": list(patch),
+            "batch": batch, "prefetch": prefetch, "precision": trainer.precision,
+            "step_ms": round(1000 * seconds / iterations, 1),
+            "batch_wait_fraction_of_run": round(waited / max(total, 1e-9), 3)}
 
 
 def batch_cost_ms(repeats: int = 10) -> dict:
@@ -252,27 +266,46 @@ def main() -> int:
     flops_fwd = unet_flops_per_forward("unet2d", UNET2D, (BATCH, 1, SIZE, SIZE))
     result["unet2d_flops_per_forward"] = flops_fwd
     result["unet2d_kflop_per_pixel_forward"] = round(flops_fwd / (BATCH * SIZE * SIZE) / 1e3, 1)
-    runs = {"ceiling": [], "plain": [], "ours": [], "ours_no_prefetch": []}
-    for _ in range(int(os.environ.get("BENCH_ROUNDS", 3))):  # interleaved so drift hits all alike; best of each
-        runs["ceiling"].append(conv_ceiling())
-        runs["plain"].append(plain_loop(its))
-        runs["ours"].append(trainer_speed("unet2d", UNET2D, (1, SIZE, SIZE), its)["patches_per_s"])
-        runs["ours_no_prefetch"].append(trainer_speed("unet2d", UNET2D, (1, SIZE, SIZE), its, prefetch=0)["patches_per_s"])
-    best = {k: max(v) for k, v in runs.items()}
+    from workbench.precision import bf16_supported
+
+    precisions = ["fp32", *(["bf16"] if bf16_supported("cpu") else [])]
+    result["machine"]["bf16_native"] = bf16_supported("cpu")
     per_patch_flops = 3 * flops_fwd / BATCH
-    result["conv_ceiling_gflops"] = round(best["ceiling"], 1)
-    result["unet2d"] = {
-        "plain_loop_patches_per_s": round(best["plain"], 2),
-        "trainer_patches_per_s": round(best["ours"], 2),
-        "trainer_without_background_batches_patches_per_s": round(best["ours_no_prefetch"], 2),
-        "trainer_vs_plain": round(best["ours"] / best["plain"], 3),
-        "background_batches_speedup": round(best["ours"] / best["ours_no_prefetch"], 3),
-        "trainer_gflops": round(best["ours"] * per_patch_flops / 1e9, 1),
-        "plain_gflops": round(best["plain"] * per_patch_flops / 1e9, 1),
-        "trainer_fraction_of_conv_ceiling": round(best["ours"] * per_patch_flops / 1e9 / best["ceiling"], 3),
-        "all_runs": {k: [round(x, 2) for x in v] for k, v in runs.items()},
-        "targets": {"trainer_vs_plain": ">= 0.90", "fraction_of_conv_ceiling": ">= 0.50"},
-    }
+    runs = {p: {"ceiling": [], "plain": [], "ours": [], "ours_no_prefetch": [], "ours_detail": []} for p in precisions}
+    for _ in range(int(os.environ.get("BENCH_ROUNDS", 3))):  # interleaved so drift hits all alike; best of each
+        for prec in precisions:
+            r = runs[prec]
+            r["ceiling"].append(conv_ceiling(precision=prec))
+            r["plain"].append(plain_loop(its, precision=prec))
+            detail = trainer_speed("unet2d", UNET2D, (1, SIZE, SIZE), its, precision=prec)
+            r["ours"].append(detail["patches_per_s"])
+            r["ours_detail"].append(detail)
+            r["ours_no_prefetch"].append(trainer_speed("unet2d", UNET2D, (1, SIZE, SIZE), its, prefetch=0,
+                                                       precision=prec)["patches_per_s"])
+    for prec in precisions:
+        r = runs[prec]
+        best = {k: max(v) for k, v in r.items() if k != "ours_detail"}
+        fastest = max(r["ours_detail"], key=lambda d: d["patches_per_s"])
+        entry = {
+            "conv_ceiling_gflops": round(best["ceiling"], 1),
+            "plain_loop_patches_per_s": round(best["plain"], 2),
+            "trainer_patches_per_s": round(best["ours"], 2),
+            "trainer_without_background_batches_patches_per_s": round(best["ours_no_prefetch"], 2),
+            "trainer_vs_plain": round(best["ours"] / best["plain"], 3),
+            "background_batches_speedup": round(best["ours"] / best["ours_no_prefetch"], 3),
+            "trainer_gflops": round(best["ours"] * per_patch_flops / 1e9, 1),
+            "plain_gflops": round(best["plain"] * per_patch_flops / 1e9, 1),
+            "trainer_fraction_of_conv_ceiling": round(best["ours"] * per_patch_flops / 1e9 / best["ceiling"], 3),
+            "plain_fraction_of_conv_ceiling": round(best["plain"] * per_patch_flops / 1e9 / best["ceiling"], 3),
+            "fastest_trainer_run": {k: fastest[k] for k in ("step_ms", "batch_wait_fraction_of_run")},
+            "all_runs": {k: [round(x, 2) for x in v] for k, v in r.items() if k != "ours_detail"},
+        }
+        if prec == "fp32":
+            result["conv_ceiling_gflops"] = entry["conv_ceiling_gflops"]
+            result["unet2d"] = dict(entry, targets={"trainer_vs_plain": ">= 0.90", "fraction_of_conv_ceiling": ">= 0.50"})
+        else:
+            result[f"unet2d_{prec}"] = dict(entry, targets={"fraction_of_conv_ceiling": ">= 0.40 (of the bf16 ceiling)"})
+            result[f"{prec}_speedup_trainer"] = round(best["ours"] / max(runs["fp32"]["ours"]), 3)
     result["batch_making_ms"] = batch_cost_ms()
     result["augmentation_ms_per_batch"] = {"ours_torch_on_batch": result["batch_making_ms"]["augment"],
                                            "monai_per_patch": monai_augment_ms().get("augment")}

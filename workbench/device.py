@@ -1,4 +1,4 @@
-"""Pick the compute device: CUDA, then Apple MPS, then CPU."""
+"""Pick the compute device (CUDA, then Apple MPS, then CPU) and prepare it: cuDNN autotuning, pinned batches."""
 
 from __future__ import annotations
 
@@ -41,3 +41,29 @@ def describe_device(device) -> str:
     if device.type == "mps":
         return "Apple MPS"
     return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def prepare_device(device) -> None:
+    """Per-process settings for ``device``: on CUDA, cuDNN picks the fastest convolution algorithms for the
+    shapes it sees (``cudnn.benchmark``; training patches and prediction tiles keep one shape); elsewhere
+    nothing."""
+    import torch
+
+    if getattr(device, "type", str(device)).startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+
+
+def gpu_count() -> int:
+    """CUDA GPUs this process sees (0 without CUDA)."""
+    import torch
+
+    try:
+        return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+    except (AssertionError, RuntimeError):
+        return 0
+
+
+def pin_batch(batch):
+    """A batch (tuple of tensors) in page-locked memory, so that ``.to("cuda", non_blocking=True)`` overlaps
+    the copy with the GPU's work; tensors already pinned are kept."""
+    return tuple(t if t.is_pinned() else t.pin_memory() for t in batch)

@@ -39,7 +39,7 @@ def raw_tif(tmp_path, rng):
 def test_predict_cli_writes_a_complete_prediction(run_dir, raw_tif, tmp_path, capsys):
     out = tmp_path / "pred.zarr"
     code = main(["predict", "--model", str(run_dir), "--raw", str(raw_tif), "--out", str(out),
-                 "--block", "2", "24", "24", "--no-progress"])
+                 "--block", "2", "24", "24", "--no-progress", "--precision", "fp32"])  # compared with fp32 below
     assert code == 0, capsys.readouterr().err
     assert "blocks in flight" in capsys.readouterr().out  # --workers auto: the first block measured, then filled
     arr = open_prediction(out)
@@ -67,7 +67,7 @@ def test_predict_cli_resume(run_dir, raw_tif, tmp_path, capsys):
     predict_volume(load_run(run_dir, device="cpu"), open_volume(raw_tif), out,
                    PredictOptions(block_shape=(2, 24, 24)), should_stop=lambda: True)
     args = ["predict", "--model", str(run_dir), "--raw", str(raw_tif), "--out", str(out), "--block", "2", "24",
-            "24", "--no-progress"]
+            "24", "--no-progress", "--precision", "fp32"]  # the interrupted part was predicted in fp32
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "--resume" in err and len(err.strip().splitlines()) == 1

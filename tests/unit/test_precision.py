@@ -98,7 +98,7 @@ def _config(**kw):
 
 def test_config_precision_default_and_validation():
     cfg = _config()
-    assert cfg.precision == "fp32"
+    assert cfg.precision == "auto"  # bf16 where native (accuracy parity: benchmarks/results/precision.json)
     cfg.precision = "BF16"
     cfg.validate()
     assert cfg.precision is Precision.BF16 and cfg.to_dict()["precision"] == "bf16"
@@ -141,7 +141,7 @@ def test_fp32_and_forest_runs_record_fp32(tmp_path):
     from workbench.training.checkpoint import load_checkpoint
 
     raw, labels = _data()
-    Trainer(_config(iterations=1, bn_recalibration=False), raw, labels, tmp_path / "a").run()
+    Trainer(_config(iterations=1, bn_recalibration=False, precision="fp32"), raw, labels, tmp_path / "a").run()
     assert load_checkpoint(tmp_path / "a" / "checkpoint.pt")["precision"] == "fp32"
     forest = Trainer(_config(arch="forest", arch_options={}, precision="auto"), raw, labels, tmp_path / "f")
     forest.run()
@@ -198,6 +198,20 @@ def test_cli_unknown_precision_is_one_line_did_you_mean(tmp_path, capsys, comman
     assert not (tmp_path / "run").exists() and not (tmp_path / "p.zarr").exists()
 
 
+def test_cli_defaults_are_auto(tmp_path, capsys):
+    from workbench.inference.output import read_info
+    from workbench.training.checkpoint import load_checkpoint
+
+    _write_tifs(tmp_path)
+    assert main(_train_argv(tmp_path)) == 0
+    expected = "bf16" if HAS_BF16 else "fp32"
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["precision"] == expected
+    out = tmp_path / "p.zarr"
+    assert main(["predict", "--model", str(tmp_path / "run"), "--raw", str(tmp_path / "raw.tif"), "--out", str(out),
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert read_info(out)["precision"] == expected
+
+
 @needs_bf16
 def test_cli_train_and_predict_with_bf16(tmp_path, capsys):
     from workbench.inference.output import read_info
@@ -211,3 +225,23 @@ def test_cli_train_and_predict_with_bf16(tmp_path, capsys):
     assert main(["predict", "--model", str(tmp_path / "run"), "--raw", str(tmp_path / "raw.tif"), "--out", str(out),
                  "--device", "cpu", "--precision", "auto", "--no-progress"]) == 0
     assert "bf16" in capsys.readouterr().out and read_info(out)["precision"] == "bf16"
+
+
+def test_resume_in_another_precision_is_refused(tmp_path):
+    from workbench.inference import PredictOptions, predict_volume
+
+    class Plain:
+        channel_names = ["a"]
+        precision = "fp32"
+
+        def predict(self, block):
+            return (block.astype(np.float32) / 255)[None]
+
+    raw = np.random.default_rng(0).integers(0, 255, (4, 8, 8)).astype(np.uint8)
+    opts = PredictOptions(block_shape=(1, 8, 8), workers=1)
+    predict_volume(Plain(), raw, tmp_path / "p.zarr", opts, should_stop=lambda: True)
+    other = Plain()
+    other.precision = "bf16"
+    with pytest.raises(WorkbenchError, match="ran in fp32, this one in bf16; pass --precision fp32"):
+        predict_volume(other, raw, tmp_path / "p.zarr", PredictOptions(block_shape=(1, 8, 8), resume=True))
+    assert predict_volume(Plain(), raw, tmp_path / "p.zarr", PredictOptions(block_shape=(1, 8, 8), resume=True)).complete

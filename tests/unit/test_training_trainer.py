@@ -35,8 +35,9 @@ def _data(shape=(3, 32, 36), seed=0):
 
 
 def _config(**kw):
+    # fp32: these tests compare resumed and uninterrupted runs number for number
     base = dict(arch="unet2d", arch_options=dict(TINY_UNET), iterations=4, batch_size=2, patch_shape=[1, 16, 16],
-                log_every=1, val_every=2, checkpoint_seconds=3600, warmup=2)
+                log_every=1, val_every=2, checkpoint_seconds=3600, warmup=2, precision="fp32")
     base.update(kw)
     return TrainConfig(**base)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -26,9 +28,15 @@ def _split_evenly(size: int, cap: int, halo: int) -> int:
     return -(-(size + (n - 1) * 2 * halo) // n)
 
 
-def default_tile_shape(predictor: Predictor, read_shape: Sequence[int]) -> tuple[int, int, int]:
+def default_tile_shape(predictor: Predictor, read_shape: Sequence[int], share: int = 1) -> tuple[int, int, int]:
     """The predictor's own ``tile_shape`` if it has one; else for 2D predictors whole slices up to
-    ``TILE_2D_MAX``^2 (larger ones split into equal tiles), for 3D ones the read region capped at ~4 M voxels."""
+    ``TILE_2D_MAX``^2 (larger ones split into equal tiles), for 3D ones the read region capped at ~4 M voxels.
+
+    ``share`` > 1 (blocks in flight at once): a 2D predictor is given ``1/share`` of the slices it batches
+    alone (:data:`~workbench.training.predictor.SLICE_BATCH_PIXELS`), so that the activations of all blocks in
+    flight together take about what one block alone takes and peak memory does not depend on how many
+    blocks a volume has.
+    """
     predictor = as_predictor(predictor)
     if predictor.tile_shape is not None:
         own = tuple(int(t) for t in predictor.tile_shape)
@@ -38,6 +46,10 @@ def default_tile_shape(predictor: Predictor, read_shape: Sequence[int]) -> tuple
         halo = effective_halo(predictor)
         y, x = _split_evenly(y, TILE_2D_MAX, halo[1]), _split_evenly(x, TILE_2D_MAX, halo[2])
         z = max(1, min(z, DEFAULT_TILE_VOXELS // (y * x)))
+        if share > 1:
+            from workbench.training.predictor import SLICE_BATCH_PIXELS
+
+            z = max(1, min(z, SLICE_BATCH_PIXELS // (y * x)) // int(share))
         return (z, y, x)
     while z * y * x > DEFAULT_TILE_VOXELS:
         # halve the largest axis until the tile fits
@@ -51,14 +63,16 @@ def default_tile_shape(predictor: Predictor, read_shape: Sequence[int]) -> tuple
 
 
 def predict_planned(predictor: Predictor, raw, block: PlannedBlock, tile_shape: Sequence[int] | None = None,
-                    tta: bool = False) -> np.ndarray:
-    """Predict one :class:`~workbench.inference.planner.PlannedBlock`: float32 (out_channels, *core.shape)."""
+                    tta: bool = False, share: int = 1) -> np.ndarray:
+    """Predict one :class:`~workbench.inference.planner.PlannedBlock`: float32 (out_channels, *core.shape).
+
+    ``share``: blocks in flight beside this one (:func:`default_tile_shape`; ignored with a ``tile_shape``)."""
     predictor = as_predictor(predictor)
     data = np.asarray(raw[block.read.slices])
     pad = block.padding
     if any(p != (0, 0) for p in pad):
         data = np.pad(data, pad, mode="reflect" if min(data.shape) > 1 else "edge")
-    tile = tile_shape or default_tile_shape(predictor, block.input.shape)
+    tile = tile_shape or default_tile_shape(predictor, block.input.shape, share)
     probs = predict_region(predictor, data, tile, tta=tta)
     return probs[(slice(None), *block.core.relative_to(block.input))]
 
@@ -86,8 +100,38 @@ def predict_array(predictor: Predictor, data: np.ndarray, tta: bool = False,
     return predict_region(predictor, np.asarray(data), tile_shape, tta=tta)
 
 
+def _torch_default_cache() -> str:
+    """The folder inductor falls back to (and writes into ``TORCHINDUCTOR_CACHE_DIR`` once imported)."""
+    import getpass
+    import tempfile
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return os.path.join(tempfile.gettempdir(), f"torchinductor_{user}".replace(" ", "_"))
+
+
+def inductor_cache_dir() -> Path:
+    """Where compiled kernels are kept between runs: ``$TORCHINDUCTOR_CACHE_DIR`` if the user set it, else
+    ``workbench/inductor`` in the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``; torch's own
+    default is a temporary folder, emptied at reboot)."""
+    own = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if own and own != _torch_default_cache():
+        return Path(own)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "workbench" / "inductor"
+
+
 def compile_predictor(predictor: Predictor) -> bool:
-    """Replace a torch predictor's ``model`` by ``torch.compile(model)`` (once); True if it is compiled."""
+    """Replace a torch predictor's ``model`` by ``torch.compile(model)`` (once); True if it is compiled.
+
+    The compiled kernels are cached in :func:`inductor_cache_dir` (set as ``TORCHINDUCTOR_CACHE_DIR`` for this
+    process when unset), so a second run with the same model and block shape skips most of the compile time.
+    """
+    cache = inductor_cache_dir()  # before torch._dynamo is imported: it sets its temporary default
+    cache.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
     import torch
     from torch._dynamo.eval_frame import OptimizedModule
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from workbench.blocks import run_bounded, run_threaded
+from workbench.device import gpu_count, prepare_device
 from workbench.errors import WorkbenchError
 from workbench.inference.compute import compile_predictor
 from workbench.inference.jobs import BlockJob, run_block
@@ -27,6 +28,8 @@ from workbench.models.predictor import Predictor
 
 #: ``on_done(index)`` after each finished block
 OnDone = Callable[[tuple[int, ...]], None]
+#: blocks in flight on one GPU: one block's reading, normalising and writing overlap another's forward passes
+GPU_BLOCKS_IN_FLIGHT = 2
 
 
 class Executor(Protocol):
@@ -132,9 +135,14 @@ class ThreadExecutor(_Closing):
             should_stop: Callable[[], bool] | None) -> bool:
         cores = os.cpu_count() or 1
         workers = self.workers
+        on_gpu = _on_gpu(self.predictor)
+        if on_gpu:
+            prepare_device(self.predictor.device)
         if workers == "auto":
-            alone = _on_gpu(self.predictor) or self.compile or cores < 2 or len(blocks) < 2
-            workers = 1 if alone else None
+            if on_gpu:  # the GPU computes one block while the CPU reads and writes another
+                workers = 1 if self.compile or len(blocks) < 2 else GPU_BLOCKS_IN_FLIGHT
+            else:
+                workers = 1 if self.compile or cores < 2 or len(blocks) < 2 else None
         if self.compile:
             compile_predictor(self.predictor)
         if workers is None:
@@ -143,7 +151,8 @@ class ThreadExecutor(_Closing):
         if workers > 1 and threads is None:
             threads = max(1, cores // workers)  # share the cores, never oversubscribe
         self.info["workers"] = workers
-        return self._run(dataclasses.replace(job, torch_threads=threads), blocks, workers, on_done, should_stop)
+        return self._run(dataclasses.replace(job, torch_threads=threads, memory_share=workers), blocks, workers,
+                         on_done, should_stop)
 
     def _run_measured(self, job, blocks, on_done, should_stop, cores: int) -> bool:
         """The first block alone while its memory is measured, then as many in flight as fit (auto_workers)."""
@@ -153,7 +162,10 @@ class ThreadExecutor(_Closing):
         self.info.update(workers=workers, block_memory_bytes=per_block)
         if not finished:
             return False
-        rest = dataclasses.replace(job, torch_threads=self.torch_threads or max(1, cores // workers))
+        # the blocks in flight share the memory the first one took alone: peak memory then does not grow with
+        # the number of blocks (a 2-block volume never has two in flight, a large one always has)
+        rest = dataclasses.replace(job, torch_threads=self.torch_threads or max(1, cores // workers),
+                                   memory_share=workers)
         return self._run(rest, blocks[1:], workers, on_done, should_stop)
 
     def _run(self, job, blocks, workers: int, on_done, should_stop) -> bool:
@@ -162,9 +174,27 @@ class ThreadExecutor(_Closing):
                             should_stop=should_stop)
 
 
+def gpu_worker_specs(gpus: int) -> dict:
+    """``distributed.SpecCluster`` worker specs: one single-threaded worker per GPU, each seeing only its own
+    (``CUDA_VISIBLE_DEVICES``), so ``cuda`` in a worker is its GPU."""
+    from distributed import Nanny
+
+    return {f"gpu-{i}": {"cls": Nanny, "options": {"nthreads": 1, "env": {"CUDA_VISIBLE_DEVICES": str(i)}}}
+            for i in range(int(gpus))}
+
+
+def gpu_cluster(gpus: int):
+    """A local Dask cluster with one worker per GPU (:func:`gpu_worker_specs`)."""
+    from distributed import Scheduler, SpecCluster
+
+    return SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+                       workers=gpu_worker_specs(gpus))
+
+
 def connect(scheduler, timeout: float = 5.0):
     """``(client, owned)``: a ``distributed.Client`` for an address (``tcp://host:port``) or ``"processes"``
-    (a new LocalCluster); a Client is returned as it is (not owned).
+    (a new local cluster: one worker per GPU when there are GPUs, else two single-threaded CPU workers); a
+    Client is returned as it is (not owned).
 
     Raises:
         WorkbenchError: the address does not answer within ``timeout`` seconds, or has no workers.
@@ -174,6 +204,9 @@ def connect(scheduler, timeout: float = 5.0):
     if not isinstance(scheduler, str):
         return scheduler, False  # already a Client
     if scheduler == "processes":
+        gpus = gpu_count()
+        if gpus:
+            return Client(gpu_cluster(gpus)), True
         from distributed import LocalCluster
 
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)

@@ -44,6 +44,11 @@ class BlockJob:
     compile: bool = False
     #: the predictor's resolved precision: workers reload its run with it
     precision: str = "fp32"
+    #: blocks in flight in this process at once: each gives the predictor a share of the slices it batches
+    #: alone, so peak memory stays that of one block (``compute.default_tile_shape``)
+    memory_share: int = 1
+    #: where workers run the predictor: "cpu", or "cuda" (each worker's own GPU, see ``executors.gpu_cluster``)
+    device: str = "cpu"
 
 
 def _cached(key: str, make: Callable[[], object]):
@@ -56,7 +61,7 @@ def _cached(key: str, make: Callable[[], object]):
 def _load_predictor(job: BlockJob):
     def make():
         if job.predictor_run_dir is not None:
-            predictor = load_run(job.predictor_run_dir, device="cpu", precision=job.precision)
+            predictor = load_run(job.predictor_run_dir, device=job.device, precision=job.precision)
         else:
             import cloudpickle
 
@@ -94,7 +99,7 @@ def run_block(job: BlockJob, block: PlannedBlock, predictor: Predictor | None = 
             torch.set_num_threads(job.torch_threads)
     predictor = predictor if predictor is not None else _load_predictor(job)
     raw = raw if raw is not None else _load_raw(job)
-    probs = predict_planned(predictor, raw, block, tile_shape=job.tile_shape, tta=job.tta)
+    probs = predict_planned(predictor, raw, block, tile_shape=job.tile_shape, tta=job.tta, share=job.memory_share)
     job.store.write(block.index, block.core, probs)
     return block.index
 
@@ -145,4 +150,10 @@ def make_job(predictor: Predictor, raw: Volume, store: BlockStore, options: Pred
         torch_threads=options.torch_threads,
         compile=options.compile,
         precision=str(predictor.precision),
+        device="cuda" if remote and _device_type(predictor) == "cuda" else "cpu",
     )
+
+
+def _device_type(predictor: Predictor) -> str:
+    device = predictor.device
+    return str(getattr(device, "type", device or "cpu")).split(":")[0]

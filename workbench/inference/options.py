@@ -55,8 +55,8 @@ class PredictOptions:
         scheduler: None/``"threads"`` (local threads), ``"processes"`` (a local Dask cluster),
             ``"tcp://host:port"`` (a dask.distributed scheduler; workers must share the disk) or a Client.
         scheduler_timeout: seconds to wait for a scheduler address to answer.
-        workers: blocks in flight on local threads, or ``"auto"`` (one on a GPU or with ``compile``; on a CPU
-            the first block alone, measured, then one per core as far as memory allows).
+        workers: blocks in flight on local threads, or ``"auto"`` (two on a GPU, one with ``compile``; on a CPU
+            the first block alone, measured, then one per core as far as memory allows, sharing its memory).
         torch_threads: torch intra-op threads per task (None: the cores shared among the local workers).
         compile: ``torch.compile`` a torch predictor's model and mirror-pad border blocks to one input shape.
         overwrite: replace an existing output (finished or interrupted).

@@ -53,6 +53,10 @@ def _check_resumable(part: Path, out: Path, layout: StoreLayout) -> None:
         raise WorkbenchError(
             f"cannot resume: the interrupted prediction used model {old.get('model')!r} "
             f"(tta {old.get('tta')}), this one {info['model']!r} (tta {info['tta']})", out)
+    old_precision, precision = old.get("precision", "fp32"), info.get("precision", "fp32")
+    if old_precision != precision:
+        raise WorkbenchError(f"cannot resume: the interrupted prediction ran in {old_precision}, this one in "
+                             f"{precision}; pass --precision {old_precision}", out)
     arr_shape = _stored_shape(part)
     if arr_shape != tuple(layout.shape) or old.get("block_shape") != info["block_shape"]:
         raise WorkbenchError(

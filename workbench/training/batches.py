@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -88,13 +89,24 @@ class BatchMaker:
 
 
 class Prefetcher:
-    """Makes ``make(i)`` for i = start, start+1, ... in a background thread, ``depth`` ahead (0: inline)."""
+    """Makes ``make(i)`` for i = start, start+1, ... in a background thread, ``depth`` ahead (0: inline).
 
-    def __init__(self, make: Callable[[int], tuple], start: int, depth: int):
-        self._make = make
+    Args:
+        transfer: applied to each batch in the background thread too (``workbench.device.pin_batch`` for a
+            CUDA device: page-locked batches copy to the GPU while it computes).
+
+    Attributes:
+        wait_seconds: time ``get`` spent waiting for a batch (the data pipeline not keeping up), or making it
+            when inline.
+    """
+
+    def __init__(self, make: Callable[[int], tuple], start: int, depth: int,
+                 transfer: Callable[[tuple], tuple] | None = None):
+        self._make = make if transfer is None else (lambda i: transfer(make(i)))
         self._next = start
         self._depth = depth
         self._stop = threading.Event()
+        self.wait_seconds = 0.0
         if depth > 0:
             self._queue: queue.Queue = queue.Queue(maxsize=depth)
             self._thread = threading.Thread(target=self._work, name="workbench-batches", daemon=True)
@@ -124,11 +136,14 @@ class Prefetcher:
 
     def get(self):
         """The next batch (re-raises an error of the batch thread)."""
+        t0 = time.perf_counter()
         if self._depth <= 0:
             batch = self._make(self._next)
             self._next += 1
+            self.wait_seconds += time.perf_counter() - t0
             return batch
         kind, value = self._queue.get()
+        self.wait_seconds += time.perf_counter() - t0
         if kind == "error":
             raise value
         return value

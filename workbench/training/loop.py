@@ -6,6 +6,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from workbench.device import pin_batch, prepare_device
 from workbench.errors import WorkbenchError
 from workbench.precision import autocast
 from workbench.training.batches import Prefetcher
@@ -65,7 +66,10 @@ def fit(trainer: Trainer) -> None:
     says stop; then the hooks' ``on_train_end`` and the final checkpoint."""
     for h in trainer.hooks:
         h.on_train_start(trainer)
-    prefetch = Prefetcher(trainer.batches.make, trainer.iteration, trainer.config.prefetch)
+    prepare_device(trainer.device)
+    on_cuda = getattr(trainer.device, "type", str(trainer.device)) == "cuda"
+    prefetch = Prefetcher(trainer.batches.make, trainer.iteration, trainer.config.prefetch,
+                          transfer=pin_batch if on_cuda and trainer.config.prefetch > 0 else None)
     trainer.net.train()
     try:
         while _running(trainer):
@@ -74,6 +78,8 @@ def fit(trainer: Trainer) -> None:
                 break
     finally:
         prefetch.close()
+        #: seconds the steps waited for batches (the data pipeline not keeping up; inline: making them)
+        trainer.batch_wait_seconds = prefetch.wait_seconds
     trainer.clock()  # a run ended by its deadline used all of its budget
     for h in trainer.hooks:
         h.on_train_end(trainer)
