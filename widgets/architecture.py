@@ -9,13 +9,14 @@ import ipywidgets as W
 
 from widgets._common import StatusLine, action_button, fmt_count, styled
 from widgets.context import AppContext
+from widgets.model_source import ModelFilePicker
 from workbench.errors import WorkbenchError
 
 DEFAULT_ARCH = "unet2d"
 
 #: training settings offered under "advanced", with their defaults (TrainConfig field names)
 TRAIN_DEFAULTS = {"batch_size": None, "lr": 1e-3, "patch_shape": None, "target": "semantic", "augment": True,
-                  "precision": "fp32"}
+                  "precision": "auto"}
 #: the precisions offered (workbench.precision.Precision; fp16 is for CUDA GPUs only, so not offered here)
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -72,9 +73,9 @@ class ArchitecturePanel:
         self.patch = W.Text(value="", placeholder="default", description="patch z,y,x")
         self.augment = W.Checkbox(value=True, description="augmentation (flips, rotations, noise, ...)")
         self.precision = styled(W.Dropdown(
-            options=PRECISIONS, value="fp32", description="precision",
-            tooltip="fp32 (default); bf16: about 2x faster on CPUs with AVX512-BF16/AMX and recent GPUs, weights "
-                    "and losses stay fp32; auto: bf16 where the hardware has it"), "wb-train-precision")
+            options=PRECISIONS, value="auto", description="precision",
+            tooltip="auto (default): bf16 where the hardware has it, else fp32; bf16: about 2x faster on CPUs with "
+                    "AVX512-BF16/AMX and recent GPUs, weights and losses stay fp32"), "wb-train-precision")
         self.apply_btn = action_button("apply", "Apply settings")
         self.apply_btn.on_click(self.status.guard(lambda _: self.apply_advanced()))
         self.reset_btn = action_button("defaults", "Back to defaults")
@@ -82,8 +83,10 @@ class ArchitecturePanel:
         adv = W.VBox([W.HTML("<b>Model options</b>"), self.options_box, W.HTML("<b>Training</b>"),
                       self.batch, self.lr, self.patch, self.augment, self.precision,
                       W.HBox([self.apply_btn, self.reset_btn])])
-        self.advanced = styled(W.Accordion(children=[adv]), "wb-arch-advanced")
+        self.model_file = ModelFilePicker(ctx, self.status)
+        self.advanced = styled(W.Accordion(children=[adv, self.model_file.widget]), "wb-arch-advanced")
         self.advanced.set_title(0, "Advanced options")
+        self.advanced.set_title(1, "Start from a model file")
         self.advanced.selected_index = None
 
         header = W.HTML(f"<h3>2 · Architecture</h3><p>Choose the model to train. A 2D U-Net is a good "
@@ -91,7 +94,7 @@ class ArchitecturePanel:
                         f"Speeds are for <b>{html.escape(self.device_text)}</b>.</p>")
         self.widget = styled(W.VBox([header, self.grid, self.chosen, self.advanced, self.status.widget]),
                              "wb-step", f"wb-step-{self.step}")
-        ctx.on("project", lambda **_: self.refresh())
+        ctx.on("project", lambda **_: (self.refresh(), self.model_file.refresh()))
         self.refresh()
         if measure:
             threading.Thread(target=self._measure_all, daemon=True, name="workbench-arch-speed").start()
@@ -142,6 +145,8 @@ class ArchitecturePanel:
 
         info = get_architecture(name)  # WorkbenchError listing valid names
         self.ctx.project.state.update(arch=info.name, arch_options=info.defaults)
+        if self.ctx.project.state.get("init_model"):  # a model file of another architecture no longer fits
+            self.model_file.clear()
         self.refresh()
         self.ctx.emit("arch")
         self.status.set(f"chosen: {info.title} ({info.name}); next, annotate", "ok")
@@ -160,7 +165,7 @@ class ArchitecturePanel:
         self.lr.value = float(train["lr"])
         self.patch.value = "" if not train["patch_shape"] else ", ".join(map(str, train["patch_shape"]))
         self.augment.value = bool(train["augment"])
-        self.precision.value = str(train["precision"]) if str(train["precision"]) in PRECISIONS else "fp32"
+        self.precision.value = str(train["precision"]) if str(train["precision"]) in PRECISIONS else "auto"
 
     def _build_options(self, info) -> None:
         saved = self.ctx.project.state.get("arch_options") or {}

@@ -10,7 +10,9 @@ HELP = "predict a volume blockwise with a trained run (locally or on a Dask clus
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="RUN_DIR", help="training run folder (config.json + checkpoint.pt)")
+    parser.add_argument("--model", required=True, metavar="SRC",
+                        help="training run folder (config.json + checkpoint.pt), BioImage Model Zoo zip, TorchScript "
+                             "file or checkpoint")
     parser.add_argument("--raw", required=True, metavar="SRC", help="raw volume: any readable source")
     parser.add_argument("--out", required=True, metavar="OUT.zarr", help="OME-Zarr (c, z, y, x) to write")
     parser.add_argument("--scheduler", metavar="ADDRESS",
@@ -23,9 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=("uint8", "float16"), default="uint8",
                         help="storage of probabilities (default uint8 = round(255 p))")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (local runs)")
-    parser.add_argument("--precision", default="fp32", metavar="auto|fp32|bf16",
-                        help="forward passes in fp32 (default), bf16 autocast (CPUs with AVX512-BF16/AMX, Ampere+ "
-                             "GPUs; recorded in OUT.zarr), auto (bf16 where native) or fp16 (CUDA); a forest: fp32")
+    parser.add_argument("--precision", default="auto", metavar="auto|fp32|bf16",
+                        help="forward passes in auto (default: bf16 where native, else fp32), bf16 autocast (CPUs "
+                             "with AVX512-BF16/AMX, Ampere+ GPUs), fp32 or fp16 (CUDA); recorded in OUT.zarr; "
+                             "a forest: fp32")
     parser.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
                         help="blocks in flight with the local scheduler, sharing the cores (default auto: one "
                              "per CPU core as far as memory allows, measured on the first block; 1 on a GPU)")
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from workbench.inference import PredictOptions, connect, predict_volume
     from workbench.io import open_volume
     from workbench.precision import Precision
-    from workbench.training import load_run
+    from workbench.training.imported import load_model
 
     precision = Precision.parse(args.precision)  # unknown: "did you mean", before anything is loaded
     options = PredictOptions(block_shape=args.block, tta=args.tta, scheduler=args.scheduler, dtype=args.dtype,
@@ -64,14 +67,13 @@ def run(args: argparse.Namespace) -> int:
     if not options.local and args.scheduler != "processes":
         client, _ = connect(args.scheduler)  # fail fast, before loading anything
         client.close()
-    predictor = load_run(args.model, device=args.device, precision=precision)
     try:
         raw = open_volume(args.raw, channel=args.channel)
     except WorkbenchError as err:
         if "channels" in str(err) and args.channel is None:
-            n_in = predictor.in_channels
-            raise WorkbenchError(f"the model takes {n_in} channel, the raw volume does not: {err}") from None
+            raise WorkbenchError(f"the model takes 1 channel, the raw volume does not: {err}") from None
         raise
+    predictor = load_model(args.model, device=args.device, precision=precision, raw=raw)
     bar = tqdm(desc="predict", unit="block", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True,
                delay=0.5)  # delay: input errors stay one line
     try:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
+from workbench.atomic import atomic_write_json
 from workbench.choices import Choice, Device
 from workbench.errors import WorkbenchError
 from workbench.precision import Precision
@@ -112,9 +113,16 @@ class TrainConfig:
     # stop when the validation loss has not improved for this many validations (0: off); the model kept is
     # then the one of the best validation
     early_stopping: int = 0
-    # forward passes in fp32 (default, until bf16's accuracy parity is measured), bf16 autocast, auto (bf16
-    # where native: AVX512-BF16/AMX CPUs, Ampere+ GPUs) or fp16 (CUDA, with a GradScaler); workbench/precision.py
-    precision: Precision = Precision.FP32
+    # forward passes in auto (default: bf16 autocast where native, AVX512-BF16/AMX CPUs and Ampere+ GPUs, else
+    # fp32; accuracy within seed noise of fp32, benchmarks/results/precision.json), fp32, bf16 or fp16 (CUDA,
+    # with a GradScaler); workbench/precision.py
+    precision: Precision = Precision.AUTO
+    # start from a model file instead of random weights (workbench/training/init.py): a run folder, a BioImage
+    # Model Zoo zip, a TorchScript file or a state-dict checkpoint; an output head of another size is re-initialised
+    init: str | None = None
+    # a self-supervised warm-up (workbench/training/pretext.py) instead of supervised training: the
+    # PretextConfig fields (empty: supervised); such a run is what ``init`` fine-tunes
+    pretext: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise ``WorkbenchError`` for values that cannot work."""
@@ -171,23 +179,69 @@ class TrainConfig:
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
-        """Write as JSON (atomically)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        tmp.replace(path)
+        """Write as JSON (atomically and durably: :func:`workbench.atomic.atomic_write_json`)."""
+        atomic_write_json(Path(path), self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:
         path = Path(path)
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise WorkbenchError("no config.json: not a training run directory", path.parent) from None
-        except (json.JSONDecodeError, TypeError) as err:
+        except RecursionError:
+            raise WorkbenchError("unreadable training config (nested too deeply)", path) from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise WorkbenchError(f"unreadable training config ({err})", path) from None
+        if not isinstance(data, dict):
+            raise WorkbenchError("unreadable training config (not a JSON object)", path)
+        problem = _type_problem(cls, data)
+        if problem:
+            raise WorkbenchError(f"unreadable training config ({problem})", path)
+        try:
+            return cls.from_dict(data)
+        except WorkbenchError as err:
+            raise WorkbenchError(str(err), path) from None
+        except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as err:
+            raise WorkbenchError(f"unreadable training config ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0][:120] if str(err) else ''})", path) from None
 
     def effective_offsets(self, dims: int) -> list[list[int]]:
         if self.offsets:
             return [list(map(int, o)) for o in self.offsets]
         return [list(o) for o in (DEFAULT_OFFSETS_2D if dims == 2 else DEFAULT_OFFSETS_3D)]
+
+
+#: JSON types of the fields whose default is None (the others take their default's type)
+_NONE_DEFAULT_TYPES = {"offsets": list, "patch_shape": list, "batch_size": int, "minutes": (int, float),
+                       "iterations": int, "init": str}
+
+
+def _type_problem(cls, data: dict) -> str | None:
+    """The first entry of a loaded config whose JSON type is not its field's (``"arch: expected text"``)."""
+    names = {str: "text", int: "an integer", float: "a number", bool: "true/false", list: "a list",
+             dict: "an object"}
+    for f in fields(cls):
+        if f.name not in data or data[f.name] is None:
+            continue
+        value = data[f.name]
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        if default is None:
+            want = _NONE_DEFAULT_TYPES.get(f.name)
+        elif isinstance(default, bool):
+            want = bool
+        elif isinstance(default, str):  # choices are str enums
+            want = str
+        elif isinstance(default, float):
+            want = (int, float)
+        elif isinstance(default, int):
+            want = int
+        else:
+            want = type(default) if isinstance(default, (list, dict)) else (dict if is_dataclass(default) else None)
+        if want is None:
+            continue
+        ok = isinstance(value, want) and not (isinstance(value, bool) and want in (int, (int, float)))
+        if not ok:
+            kind = names.get(want if isinstance(want, type) else float, str(want))
+            return f"{f.name}: expected {kind}, got {str(value)[:40]!r}"
+    return None

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.atomic import atomic_path
 from workbench.errors import WorkbenchError
+from workbench.models.imports import RDF_CONFIG_KEY, TORCHSCRIPT_META, network_meta
 from workbench.training.runs import load_run
 from workbench.training.strategies import strategy_for
 
@@ -51,6 +53,11 @@ def _example_shape(predictor) -> tuple[int, ...]:
 
 
 def _load(run_dir):
+    from workbench.training.config import TrainConfig
+
+    if (Path(run_dir) / "config.json").exists() and TrainConfig.load(Path(run_dir) / "config.json").pretext:
+        raise WorkbenchError("a warm-up run reconstructs the image and predicts no classes: fine-tune it "
+                             "(workbench train --init RUN) and export that run", run_dir)
     predictor = load_run(run_dir, device="cpu")
     if not strategy_for(predictor.info).exportable:
         raise WorkbenchError(f"architecture {predictor.arch!r} is not a neural network: it cannot be exported", run_dir)
@@ -69,9 +76,8 @@ def _trace(predictor, example):
 
 def _write_atomic(out: Path, write) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    write(tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        write(tmp)
     return out
 
 
@@ -82,7 +88,13 @@ def export_torchscript(run_dir, out) -> Path:
     predictor = _load(run_dir)
     example = torch.from_numpy(np.random.default_rng(0).random(_example_shape(predictor), dtype=np.float32))
     traced = _trace(predictor, example)
-    return _write_atomic(Path(out), lambda p: traced.save(str(p)))
+    return _write_atomic(Path(out), lambda p: _save_torchscript(traced, predictor, p))
+
+
+def _save_torchscript(traced, predictor, path) -> None:
+    """Save with the network's description (architecture, options, channels, normalisation) as an extra file,
+    so ``workbench predict --model`` and ``workbench train --init`` read it back."""
+    traced.save(str(path), _extra_files={TORCHSCRIPT_META: json.dumps(network_meta(predictor))})
 
 
 def export_onnx(run_dir, out) -> Path:
@@ -105,7 +117,14 @@ def export_onnx(run_dir, out) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(_wrapped(predictor), example, str(tmp), input_names=["raw"], output_names=["probabilities"],
-                              dynamic_axes={"raw": dynamic, "probabilities": dynamic}, opset_version=17, dynamo=False)
+                              dynamic_axes={"raw": dynamic, "probabilities": dynamic}, opset_version=17, dynamo=False,
+                              do_constant_folding=False)  # weights stay under their names: the file can be read back
+        import onnx
+
+        model = onnx.load(str(tmp))
+        entry = model.metadata_props.add()
+        entry.key, entry.value = RDF_CONFIG_KEY, json.dumps(network_meta(predictor))
+        onnx.save(model, str(tmp))
 
     return _write_atomic(Path(out), write)
 
@@ -139,6 +158,7 @@ def build_rdf(predictor, files: dict, name: str, torch_version: str) -> dict:
     info = predictor.info
     options = dict(predictor.info.options(**predictor.config.arch_options))
     return {
+        "config": {RDF_CONFIG_KEY: json.loads(json.dumps(network_meta(predictor)))},
         "format_version": "0.5.4",
         "type": "model",
         "name": name,
@@ -216,7 +236,7 @@ def export_bioimageio(run_dir, out, name: str | None = None) -> Path:
             test_out = _wrapped(predictor)(norm_in).numpy().astype(np.float32)
         np.save(d / "test_input.npy", test_in)
         np.save(d / "test_output.npy", test_out)
-        traced.save(str(d / "weights_torchscript.pt"))
+        _save_torchscript(traced, predictor, d / "weights_torchscript.pt")
         torch.save(predictor.model.state_dict(), d / "weights.pt")
         (d / "architecture.py").write_text(_ARCHITECTURE_SOURCE)
         (d / "README.md").write_text(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.atomic import atomic_write
 from workbench.device import pick_device
 from workbench.errors import WorkbenchError
 from workbench.models import get_architecture
@@ -75,7 +76,7 @@ class Trainer:
         config.validate()
         self.config = config
         self.info = get_architecture(config.arch)
-        self.strategy = strategy_for(self.info)
+        self.strategy = self._strategy()
         self.strategy.check_config(config)
         self.run_dir = Path(run_dir)
         self.on_metrics = on_metrics
@@ -90,6 +91,8 @@ class Trainer:
         self.history: list[dict] = []
         self.error: BaseException | None = None
         self.last_checkpoint: Path | None = None
+        #: the hook that loads ``config.init`` (its ``note`` says what was kept), or None
+        self.init_weights = None
         self.hooks: list[Hook] = []
         self.deadline = math.inf
         self._stop = threading.Event()
@@ -123,7 +126,16 @@ class Trainer:
         self.raw_norm = normalise(raw, self.normalisation)
         self.train_labels = train
         self.val_labels = val
+        if config.init:  # start from a model file: checked now (one-line errors before training), loaded at the start
+            from workbench.training.init import InitWeights
+
+            self.init_weights = InitWeights.for_trainer(self, config.init)
+            self.extra_hooks.insert(0, self.init_weights)
         self.strategy.prepare(self)
+
+    def _strategy(self):
+        """How this run trains (its architecture kind's strategy; a self-supervised warm-up overrides it)."""
+        return strategy_for(self.info)
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _make_task(self, labels: np.ndarray) -> Task:
@@ -332,9 +344,7 @@ class Trainer:
                 continue  # a line cut short by the kill
             if int(record.get("iteration", 0)) <= iteration:
                 keep.append(line)
-        tmp = metrics.with_name(metrics.name + ".tmp")
-        tmp.write_text("".join(f"{line}\n" for line in keep))
-        tmp.replace(metrics)
+        atomic_write(metrics, "".join(f"{line}\n" for line in keep))
 
     def run(self) -> dict | None:
         """Train until the iterations or minutes are used up or a stop is asked; returns the last metrics."""
