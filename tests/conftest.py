@@ -59,3 +59,11 @@ def _isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(_data_dir()))
     monkeypatch.setenv("WORKBENCH_NO_REEXEC", "1")
+
+
+@pytest.fixture(scope="session")
+def share_sample_project(tmp_path_factory):
+    """The built-in sample (6 x 96 x 96) with two tiny trained, predicted and segmented runs (``share_sample``)."""
+    from share_sample import make_sample_project
+
+    return make_sample_project(tmp_path_factory.mktemp("share-sample") / "sample")

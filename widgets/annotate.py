@@ -40,6 +40,10 @@ class AnnotatePanel:
         self.ng_btn = action_button("neuroglancer", "Show in Neuroglancer", icon="cube")
         self.ng_btn.on_click(self.status.guard(lambda _: self.show_neuroglancer()))
         self.counts = styled(W.HTML(), "wb-label-counts")
+        from widgets.assist import AssistPanel
+
+        self.assist = AssistPanel(ctx, self.status, current_slice=lambda: int(self.z.value),
+                                  go_to_slice=self.set_slice, redraw=self._redraw)
 
         # class editing
         self.class_rows = W.VBox()
@@ -58,7 +62,7 @@ class AnnotatePanel:
             "(a few strokes per class on a few slices are enough to start). Unlabelled pixels are ignored "
             "in training. Strokes are saved as you draw; <b>Undo</b> takes back the last one.</p>")
         controls = W.VBox([self.label_select, self.brush, self.z, W.HBox([self.undo_btn, self.clear_btn]),
-                           self.counts, self.class_editor, self.ng_btn],
+                           self.counts, self.class_editor, self.ng_btn, self.assist.widget],
                           layout=W.Layout(width="430px"))
         self.widget = styled(W.VBox([help_text, W.HBox([self.view_box, controls]), self.ng_box,
                                      self.status.widget]), "wb-step", f"wb-step-{self.step}")
@@ -114,7 +118,11 @@ class AnnotatePanel:
         from workbench.classes import class_colors, label_rgba
 
         labels = self.store.read((slice(z, z + 1), slice(None), slice(None)))[0]
-        return label_rgba(labels, class_colors(self.ctx.project.classes))
+        return self.assist.overlay(z, label_rgba(labels, class_colors(self.ctx.project.classes)))
+
+    def _redraw(self) -> None:
+        if self.view is not None:
+            self.view.refresh()
 
     def _pen_color(self) -> str:
         if self.label_select.value == ERASER:
@@ -147,11 +155,22 @@ class AnnotatePanel:
         pts = np.asarray(points_zyx, float)
         if len(pts) == 0:
             return
+        self._check_stroke(pts, label)
         if label == ERASER:
             edit = self.store.erase_stroke(pts, width=width)
         else:
             edit = self.store.add_stroke(pts, int(label), width=width)
         self._after_edit(f"stroke saved ({getattr(edit, 'changed', '?')} voxels)")
+
+    def _check_stroke(self, pts: np.ndarray, label) -> None:
+        """Refuse, before anything is written, a stroke wholly outside the volume or of a deleted class."""
+        shape = np.asarray(self.ctx.project.shape, float)
+        if pts.ndim != 2 or pts.shape[1] != 3 or not np.all(np.isfinite(pts)):
+            raise WorkbenchError("a stroke needs finite (z, y, x) points: nothing written")
+        if not np.any(np.all((pts >= -0.5) & (pts < shape - 0.5), axis=1)):
+            raise WorkbenchError(f"the stroke lies outside the volume {tuple(int(v) for v in shape)}: nothing written")
+        if label != ERASER and label not in {c.id for c in self.ctx.project.classes}:
+            raise WorkbenchError(f"class {label} no longer exists (it was deleted): pick another class; nothing written")
 
     def _after_edit(self, message: str) -> None:
         self._clear_armed = False

@@ -10,13 +10,18 @@ import ipywidgets as W
 import numpy as np
 
 from widgets._common import StatusLine, Ticker, action_button, fmt_duration, styled
+from widgets.compare import ComparePanel
 from widgets.context import AppContext
+from widgets.objects import ObjectsPanel
+from widgets.share import SharePanel
 from workbench.classes import class_colors, instance_rgba, label_rgba, prediction_colors
 from workbench.errors import WorkbenchError
 from workbench.inference import prediction_class_map
+from workbench.segmentation import METHOD_HELP
 from workbench.training import load_run
 
-SEG_METHODS = (("watershed on the boundary class", "watershed"), ("connected components of a class", "cc"))
+#: every segmentation method, each with its one line for learners (workbench.segmentation.METHOD_HELP)
+SEG_METHODS = tuple((f"{m.value}: {text}", m.value) for m, text in METHOD_HELP.items())
 #: the prediction precisions offered (workbench.precision.Precision), saved as project state "predict_precision"
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -42,16 +47,19 @@ class ResultsPanel:
                     "(8x slower; narrow U-Nets trained on scribbles segmented better with it)"), "wb-predict-tta")
         self.precision = styled(W.Dropdown(
             options=PRECISIONS, value=self._saved_precision(), description="precision",
-            tooltip="fp32 (default); bf16: about 2x faster on CPUs with AVX512-BF16/AMX and recent GPUs, "
-                    "probabilities within ~0.01; auto: bf16 where the hardware has it (a forest: always fp32)"),
+            tooltip="auto (default): bf16 where the hardware has it, else fp32; bf16: about 2x faster on CPUs with "
+                    "AVX512-BF16/AMX and recent GPUs, probabilities within ~0.04 (a forest: always fp32)"),
             "wb-predict-precision")
         self.precision.observe(lambda ch: self.project.state.update(predict_precision=ch["new"]), "value")
         self.progress = styled(W.FloatProgress(value=0, min=0, max=1, description="predict",
                                                layout=W.Layout(width="460px")), "wb-predict-progress")
         self.progress_text = styled(W.HTML(), "wb-predict-eta")
 
-        self.seg_method = styled(W.Dropdown(options=SEG_METHODS, value="watershed", description="instances"),
-                                 "wb-seg-method")
+        self.seg_method = styled(W.Dropdown(options=SEG_METHODS, value="watershed", description="instances",
+                                            layout=W.Layout(width="460px")), "wb-seg-method")
+        self.seg_method_help = styled(W.HTML(), "wb-seg-method-help")
+        self.seg_method.observe(lambda ch: self._show_method_help(), "value")
+        self._show_method_help()
         self.seg_channel = styled(W.Dropdown(options=[], description="class"), "wb-seg-channel")
         self.seg_threshold = W.FloatSlider(value=0.5, min=0.05, max=0.95, step=0.05, description="threshold")
         self.seg_min_size = W.BoundedIntText(value=20, min=0, max=10**7, description="min size")
@@ -76,6 +84,11 @@ class ResultsPanel:
         self.export_model = action_button("export-model", "Model", icon="save")
         self.export_model.on_click(self.status.guard(lambda _: self.export("model")))
         self.exports = styled(W.HTML(), "wb-exports")
+        self.objects = ObjectsPanel(seg_path=lambda: self.seg_path() if self.run.value else None,
+                                    pred_path=lambda: self.pred_path() if self.run.value else None,
+                                    viewer=self._objects_viewer, export_dir=lambda: self.project.root / "exports")
+        self.share = SharePanel(ctx)  # the static results site and its zip
+        self.runs_compare = ComparePanel(ctx, self.z, size)  # from scratch vs warm-started, same slice
         self.views: list = []
         self._progress_state = (0, 1, {})
         self._ticker = Ticker(0.5, self._poll)
@@ -86,12 +99,12 @@ class ResultsPanel:
             header,
             W.HBox([self.run, self.predict_btn, self.stop_btn]), W.HBox([self.tta, self.precision]),
             self.progress, self.progress_text,
-            W.HBox([self.seg_method, self.seg_channel, self.seg_merge]),
+            W.HBox([self.seg_method, self.seg_channel, self.seg_merge]), self.seg_method_help,
             W.HBox([self.seg_threshold, self.seg_min_size, self.segment_btn]),
-            W.HTML("<hr>"), self.compare_box, self.z, self.metrics,
+            W.HTML("<hr>"), self.compare_box, self.z, self.metrics, self.runs_compare.widget, self.objects.widget,
             W.HBox([self.ng_btn, W.HTML("&nbsp; export: "), self.export_zarr, self.export_tiff, self.export_model]),
-            self.exports, self.ng_box, self.status.widget]), "wb-step", f"wb-step-{self.step}")
-        ctx.on("run", lambda **kw: kw.get("state") == "finished" and self.refresh_runs())
+            self.exports, self.share.widget, self.ng_box, self.status.widget]), "wb-step", f"wb-step-{self.step}")
+        ctx.on("run", lambda **kw: kw.get("state") == "finished" and (self.refresh_runs(), self.runs_compare.refresh()))
         ctx.on("project", lambda **_: self.refresh())
         self.refresh()
 
@@ -103,17 +116,18 @@ class ResultsPanel:
     def refresh(self) -> None:
         self.ng_box.children = []
         self.metrics.value = ""
+        self.objects.clear()
         self.z.max = self.project.shape[0] - 1
         self.z.value = min(int(self.project.state.get("annotate_z", self.project.shape[0] // 2)), self.z.max)
         self.precision.value = self._saved_precision()
         self.refresh_runs()
 
     def _saved_precision(self) -> str:
-        saved = str(self.project.state.get("predict_precision", "fp32"))
-        return saved if saved in PRECISIONS else "fp32"
+        saved = str(self.project.state.get("predict_precision", "auto"))
+        return saved if saved in PRECISIONS else "auto"
 
     def refresh_runs(self) -> None:
-        runs = [r for r in self.project.runs() if r.checkpoint is not None]
+        runs = [r for r in self.project.runs() if r.checkpoint is not None and not (r.config or {}).get("pretext")]
         opts = []
         for r in reversed(runs):
             last = r.last_metrics or {}
@@ -235,6 +249,13 @@ class ResultsPanel:
         self.status.set("prediction written; next: segment instances or look in Neuroglancer", "ok")
 
     # ---- instances
+    def _show_method_help(self) -> None:
+        """The chosen method's one line for learners, under the dropdown."""
+        from workbench.segmentation import SegmentMethod
+
+        method = SegmentMethod.parse(self.seg_method.value)
+        self.seg_method_help.value = f"<small><b>{method.value}</b>: {html.escape(method.describe())}</small>"
+
     def segment(self) -> Path:
         """Instances from the prediction (watershed on boundaries or connected components)."""
         from workbench.segmentation import SegmentOptions, segment_prediction
@@ -250,6 +271,7 @@ class ResultsPanel:
                                  overwrite=True)
         out = segment_prediction(pred, self.seg_path(), options)
         self.show_compare()
+        self.objects.refresh()
         self.evaluate()
         if self.ng_box.children:
             self.show_neuroglancer()
@@ -323,6 +345,12 @@ class ResultsPanel:
         return ("<b>Scores against the ground truth</b><table class='wb-metrics-table'>" + "".join(rows) + "</table>")
 
     # ---- Neuroglancer
+    def _objects_viewer(self):
+        """The viewer, showing the segmentation (opened here on the first object picked)."""
+        if not self.ng_box.children:
+            self.show_neuroglancer()
+        return self.ctx.viewer()
+
     def show_neuroglancer(self) -> None:
         from widgets.neuroglancer import NeuroglancerFrame
         from workbench.inference import open_prediction
@@ -336,8 +364,11 @@ class ResultsPanel:
             names = self._channel_names()
             viewer.set_probabilities(open_prediction(pred), names=names or None,
                                      colors=prediction_colors(names, p.classes) if names else None)
+            if names:  # the most likely class, named in Neuroglancer's segment list
+                viewer.set_class_map(prediction_class_map(pred), names, prediction_colors(names, p.classes))
         if self.run.value and self.seg_path().exists():
-            viewer.set_segmentation(open_volume(str(self.seg_path())))
+            viewer.set_segmentation(open_volume(str(self.seg_path())), channel_names=self._channel_names() or None,
+                                    prediction=open_prediction(pred) if pred is not None and pred.exists() else None)
         self.ng_box.children = [NeuroglancerFrame(viewer, height=520).widget]
 
     # ---- export

@@ -12,11 +12,13 @@ import numpy as np
 
 from widgets._common import StatusLine, Ticker, action_button, fmt_duration, styled
 from widgets.context import AppContext
+from widgets.pretrain import WarmUpAction
 from workbench.classes import class_rgba, prediction_colors
 from workbench.errors import WorkbenchError
 from workbench.inference import predict_slice
 from workbench.training import load_run
 from workbench.training.hooks import OnCheckpoint
+from workbench.training.pretext import is_pretext_run
 
 #: the app checkpoints often so the live prediction and a resumed session see a recent model
 LIVE_CHECKPOINT_SECONDS = 5.0
@@ -61,6 +63,10 @@ class TrainPanel:
                                           value=minutes if minutes in dict(DURATIONS).values() else 1.0),
                                "wb-train-duration")
         self.duration.observe(lambda ch: ctx.project.state.__setitem__("train_minutes", float(ch["new"])), "value")
+        self.continue_last = styled(W.Checkbox(value=bool(ctx.project.state.get("continue_last", True)),
+                                               description="continue from the last model", indent=False),
+                                    "wb-train-continue")
+        self.continue_last.observe(lambda ch: ctx.project.state.__setitem__("continue_last", bool(ch["new"])), "value")
         self.start_btn = action_button("train", "Train", "success", icon="play")
         self.start_btn.on_click(self.status.guard(lambda _: self.start()))
         self.stop_btn = action_button("stop", "Stop", "danger", icon="stop")
@@ -94,8 +100,9 @@ class TrainPanel:
         header = W.HTML("<h3>4 · Train</h3><p>Train the chosen model on your scribbles. Training runs in the "
                         "background: keep annotating meanwhile, the prediction of the slice below refreshes "
                         "every few seconds. Stop any time; the model so far is kept.</p>")
-        left = W.VBox([self.summary, self.device, W.HBox([self.duration, self.start_btn, self.stop_btn]),
-                       self.progress, self.progress_text, self.curves_widget])
+        self.warm_up = WarmUpAction(self)
+        left = W.VBox([self.summary, self.device, W.HBox([self.duration, self.start_btn, self.stop_btn]), self.continue_last,
+                       self.warm_up.widget, self.progress, self.progress_text, self.curves_widget])
         right = W.VBox([self.pred_box, self.z, self.pred_note])
         self.widget = styled(W.VBox([header, W.HBox([left, right]), self.status.widget]),
                              "wb-step", f"wb-step-{self.step}")
@@ -190,12 +197,25 @@ class TrainPanel:
             val_every=20,
             log_every=5,
             checkpoint_seconds=LIVE_CHECKPOINT_SECONDS,
+            init=p.state.get("init_model") or None,  # a model file or a warm-up to start from
         )
+        if self.continue_last.value:  # new strokes: warm start from the newest model that fits, retrain in seconds
+            cfg.init = self.last_model(cfg) or cfg.init
         if not st.get("augment", True):
             cfg.augment = AugmentConfig.none()
         info = self._arch()
         cfg.arch_options = {k: v for k, v in cfg.arch_options.items() if k in info.defaults}
         return cfg
+
+    def last_model(self, cfg) -> str | None:
+        """The newest trained run of the same architecture, options and classes as ``cfg`` (None: there is none)."""
+        for run in reversed(self.ctx.project.runs()):
+            c = run.config or {}
+            if run.checkpoint is None or c.get("pretext") or c.get("arch") != cfg.arch:
+                continue
+            if dict(c.get("arch_options") or {}) == dict(cfg.arch_options) and list(c.get("classes") or []) == list(cfg.classes):
+                return str(run.path)
+        return None
 
     def start(self, minutes: float | None = None, iterations: int | None = None) -> None:
         """Start a new run in the background (``minutes`` default: the duration chosen)."""
@@ -222,6 +242,11 @@ class TrainPanel:
             if run_dir.exists() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
             raise
+        self.watch(trainer, run_dir, cfg, what=f"training {cfg.arch}")
+
+    def watch(self, trainer, run_dir, cfg, what: str) -> None:
+        """Start ``trainer`` in the background and show its progress, curves and stop (training or a warm-up)."""
+        p = self.ctx.project
         with self._lock:
             self.history = []
             self._shown = -1
@@ -237,7 +262,7 @@ class TrainPanel:
         self.stop_btn.disabled = False
         self.progress.value = 0
         self._update_curves()
-        self.status.set(f"training {cfg.arch} in the background (run {run_dir.name})", "busy")
+        self.status.set(f"{what} in the background (run {run_dir.name})", "busy")
         self.ctx.emit("run", run=run_dir.name, state="started")
 
 
@@ -328,7 +353,10 @@ class TrainPanel:
             self.progress_text.value = (f"done: {last.get('iteration', self.iteration)} iterations, "
                                         f"loss {last.get('loss', float('nan')):.4f} · run "
                                         f"<code>{self.run_dir.name if self.run_dir else '?'}</code>")
-            self.status.set("training finished; the model is saved. Next: Results", "ok")
+            if self.run_dir is not None and is_pretext_run(self.run_dir):
+                self.status.set("warm-up finished; Train now fine-tunes it on your scribbles", "ok")
+            else:
+                self.status.set("training finished; the model is saved. Next: Results", "ok")
         self._last_pred = 0.0
         threading.Thread(target=self._predict_now, daemon=True).start()
         self.ctx.emit("run", run=self.run_dir.name if self.run_dir else None, state="finished")
@@ -365,8 +393,8 @@ class TrainPanel:
 
     def _predict_now(self) -> None:
         """Predict the shown slice with the newest checkpoint (runs in a worker thread)."""
-        if self._pred_busy or self.run_dir is None:
-            return
+        if self._pred_busy or self.run_dir is None or is_pretext_run(self.run_dir):
+            return  # a warm-up reconstructs the image: there is no class map to show
         self._pred_busy = True
         try:
             saved = self._model_saved

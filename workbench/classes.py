@@ -124,6 +124,12 @@ def prediction_colors(channel_names: Sequence[str], classes) -> list[str]:
     return [by_name.get(n, ordered[i] if i < len(ordered) else GREY) for i, n in enumerate(channel_names)]
 
 
+def channel_class_ids(channel_names: Sequence[str], classes) -> list[int]:
+    """The class id each prediction channel stands for: the class of the same name, else channel + 1."""
+    by_name = {c.name: c.id for c in normalize_classes(classes)}
+    return [by_name.get(n, i + 1) for i, n in enumerate(channel_names)]
+
+
 # ---------------------------------------------------------------------------------------- colour maps
 def _rgb_or_grey(color: str) -> tuple[int, int, int]:
     try:

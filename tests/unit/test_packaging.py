@@ -37,7 +37,7 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
     deps = env_lines[env_lines.index("dependencies:") + 1 :]
     conda = set()
     for line in deps:
-        m = re.match(r"  - ([A-Za-z0-9_.\-]+)", line)
+        m = re.match(r"  - ([A-Za-z0-9_.\-]+)", line) or re.match(r"      - ([A-Za-z][A-Za-z0-9_.\-]*)", line)
         if m and m.group(1) not in {"python", "pip"}:
             conda.add(m.group(1).lower().replace("_", "-").replace(".", "-"))
     assert wanted - conda == set(), f"in pyproject but not environment.yml: {sorted(wanted - conda)}"

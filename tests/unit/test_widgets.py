@@ -118,7 +118,7 @@ def test_architecture_panel_choose_and_advanced_options(ctx):
     assert panel.status.level == "ok", panel.status.text
     assert ctx.project.state["arch_options"]["base_channels"] == 8
     assert ctx.project.state["train"]["batch_size"] == 2
-    assert ctx.project.state["train"]["precision"] == "fp32" and panel.precision.options == ("auto", "fp32", "bf16")
+    assert ctx.project.state["train"]["precision"] == "auto" and panel.precision.options == ("auto", "fp32", "bf16")
     panel.precision.value = "bf16"  # saved like the other advanced options, given to the TrainConfig
     panel.apply_btn.click()
     assert panel.status.level == "ok", panel.status.text
@@ -263,8 +263,11 @@ def test_train_then_results(ctx, project):
     assert results.status.level == "ok", results.status.text
     assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["tta"] is True
     assert not np.array_equal(np.asarray(zarr.open_array(str(results.pred_path() / "0"), mode="r")), plain)
-    assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["precision"] == "fp32"
     from workbench.precision import bf16_supported
+
+    # the default (auto) is recorded resolved: bf16 where the CPU has it natively
+    assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["precision"] == (
+        "bf16" if bf16_supported("cpu") else "fp32")
 
     if bf16_supported("cpu"):  # the prediction's precision, saved in the project and recorded with the output
         results.tta.value = False

@@ -13,7 +13,12 @@ HELP = "train a model on a raw volume and sparse labels (0 = unlabelled) and wri
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raw", required=True, metavar="SRC", help="raw volume (file, folder, file.h5:/dataset, store.zarr/array)")
     parser.add_argument("--labels", required=True, metavar="SRC", help="labels of the same shape: 0 = unlabelled, 1..K = classes (or instance ids)")
-    parser.add_argument("--arch", required=True, metavar="NAME", help="architecture: unet2d, unet3d, residual-unet3d or forest")
+    parser.add_argument("--arch", metavar="NAME", help="architecture: unet2d, unet3d, residual-unet3d or forest "
+                        "(required unless --init names a model whose architecture is known)")
+    parser.add_argument("--init", metavar="SRC",
+                        help="start from a model instead of random weights: a run folder (e.g. a workbench pretrain "
+                             "warm-up), a BioImage Model Zoo zip, a TorchScript or ONNX export or a checkpoint; an output head "
+                             "for another number of classes is re-initialised")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory for config.json, metrics.jsonl, checkpoint.pt")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="architecture option, repeatable (e.g. --option base_channels=8 --option depth=3; "
@@ -22,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--minutes", type=float, metavar="M", help="train for M minutes")
     stop.add_argument("--iterations", type=int, metavar="N", help="train for N iterations (default 500)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (default auto)")
-    parser.add_argument("--precision", default="fp32", metavar="auto|fp32|bf16",
-                        help="forward passes in fp32 (default), bf16 autocast (CPUs with AVX512-BF16/AMX, "
-                             "Ampere+ GPUs; weights and losses stay fp32), auto (bf16 where native) or fp16 (CUDA)")
+    parser.add_argument("--precision", default="auto", metavar="auto|fp32|bf16",
+                        help="forward passes in auto (default: bf16 where native, else fp32), bf16 autocast (CPUs "
+                             "with AVX512-BF16/AMX, Ampere+ GPUs; weights and losses stay fp32), fp32 or fp16 (CUDA)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--target", default="semantic", choices=("semantic", "boundaries", "affinities"),
                         help="semantic classes, or boundaries / affinities from instance labels")
@@ -84,8 +89,17 @@ def run(args: argparse.Namespace) -> int:
     from workbench.training import AugmentConfig, TrainConfig, Trainer
 
     precision = Precision.parse(args.precision)  # unknown: "did you mean", before anything is read
-    info = get_architecture(args.arch)  # unknown name: a clear message before anything is read
     arch_options = parse_options(args.option)
+    if args.init:  # the model's architecture and options unless given: a bad file fails before the data is read
+        from workbench.models.imports import open_model
+
+        source = open_model(args.init)
+        args.arch = args.arch or source.arch
+        if args.arch == source.arch and not args.option:
+            arch_options = dict(source.arch_options)
+    if not args.arch:
+        raise WorkbenchError("--arch is required (the --init model does not say which architecture it is)")
+    info = get_architecture(args.arch)  # unknown name: a clear message before anything is read
     info.options(**arch_options)  # unknown option: a clear message listing the valid ones
     if args.batch is not None and args.batch < 1:
         raise WorkbenchError(f"--batch must be positive, got {args.batch}")
@@ -110,13 +124,21 @@ def run(args: argparse.Namespace) -> int:
         semi_supervised=args.semi,
         bn_recalibration=not args.no_bn_recalibration,
         precision=precision,
+        init=args.init,
     )
     t0 = time.perf_counter()
     resume = True if args.resume else ("if-present" if args.resume_or_start else False)
-    trainer = Trainer(config, raw, labels, args.out, resume=resume)  # bad input fails here, before the bar
+    try:
+        trainer = Trainer(config, raw, labels, args.out, resume=resume)  # bad input fails here, before the bar
+    except WorkbenchError as err:  # the labels' checks name no file: it is --labels
+        if err.path is None and str(err).startswith("labels"):
+            raise WorkbenchError(str(err), args.labels) from None
+        raise
     if args.resume_or_start:
         print(f"resuming from iteration {trainer.start_iteration}" if trainer.resume_state is not None
               else f"no checkpoint in {args.out} yet: starting a new run", file=sys.stderr)
+    if trainer.init_weights is not None:
+        print(trainer.init_weights.note, file=sys.stderr)
     total = trainer.strategy.total(config)
     bar = tqdm(total=total, initial=trainer.start_iteration, desc=f"train {args.arch}", unit="it",
                disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)

@@ -20,7 +20,7 @@ and needs no blending at all.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -100,19 +100,35 @@ def _view_term(y: np.ndarray, activation: str | None) -> np.ndarray:
     return y
 
 
-def _predict_tta(predictor: Predictor, block: np.ndarray, tta: bool) -> np.ndarray:
-    if not tta:
-        return np.asarray(predictor.predict(block), dtype=np.float32)
-    activation = predictor.activation
-    acc = None
-    for k, flip in TTA_TRANSFORMS:
+def tta_views(predictor: Predictor, block: np.ndarray,
+              transforms: Sequence[tuple[int, bool]] = TTA_TRANSFORMS) -> Iterator[np.ndarray]:
+    """The predictor's outputs on rotated/flipped copies of ``block``, each turned back onto ``block``'s grid.
+
+    Args:
+        predictor: a :class:`~workbench.models.predictor.Predictor`.
+        block: raw (z, y, x).
+        transforms: (number of 90° yx rotations, flip x) per view (default: the 8 of :data:`TTA_TRANSFORMS`).
+
+    Yields:
+        float32 (out_channels, z, y, x), one array per transform.
+    """
+    for k, flip in transforms:
         x = np.rot90(block, k, axes=(1, 2))
         if flip:
             x = x[:, :, ::-1]
         y = np.asarray(predictor.predict(np.ascontiguousarray(x)), dtype=np.float32)
         if flip:
             y = y[..., ::-1]
-        term = _view_term(np.rot90(y, -k, axes=(2, 3)), activation)
+        yield np.rot90(y, -k, axes=(2, 3))
+
+
+def _predict_tta(predictor: Predictor, block: np.ndarray, tta: bool) -> np.ndarray:
+    if not tta:
+        return np.asarray(predictor.predict(block), dtype=np.float32)
+    activation = predictor.activation
+    acc = None
+    for y in tta_views(predictor, block):
+        term = _view_term(y, activation)
         acc = term.astype(np.float32) if acc is None else acc + term
     return combine_views(acc, len(TTA_TRANSFORMS), activation)
 
