@@ -68,3 +68,11 @@ def test_metrics_match_elf_on_real_labels(isbi):
     r = evaluate(seg, truth, kind="instances", ignore_label=0)
     vis, vim, are, cremi = cremi_score(seg, truth, ignore_gt=[0])
     assert (r["voi_split"], r["voi_merge"], r["are_cremi"], r["cremi"]) == pytest.approx((vis, vim, are, cremi), abs=1e-6)
+
+
+def test_the_cli_default_for_affinities_is_a_graph_method():
+    from workbench.segmentation.options import SegmentMethod, default_method
+
+    assert default_method("affinities") == SegmentMethod.GASP
+    assert default_method("boundaries") == SegmentMethod.GASP
+    assert default_method("semantic") == SegmentMethod.CC

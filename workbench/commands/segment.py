@@ -15,9 +15,9 @@ HELP = ("instance segmentation of a prediction: connected components, seeded wat
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pred", metavar="PRED.zarr", help="prediction written by 'workbench predict'")
     parser.add_argument("--out", required=True, metavar="SEG.zarr", help="OME-Zarr label image to write")
-    parser.add_argument("--method", choices=SegmentMethod.values(), default=SegmentMethod.CC.value,
+    parser.add_argument("--method", choices=("auto", *SegmentMethod.values()), default="auto",
                         help="; ".join(f"{m.value}: {text}" for m, text in METHOD_HELP.items())
-                        + " (default cc)")
+                        + " (default auto: gasp for affinity and boundary predictions, cc for class probabilities)")
     parser.add_argument("--channel", type=int, default=0, metavar="N", help="channel to use (default 0)")
     parser.add_argument("--threshold", type=float, default=0.5, metavar="T",
                         help="threshold (default 0.5); multicut/gasp: join fragments where the mean boundary between "
@@ -43,9 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from workbench.errors import WorkbenchError
+    from workbench.inference import read_info
     from workbench.segmentation import SegmentOptions, segment_prediction
+    from workbench.segmentation.options import default_method
 
-    options = SegmentOptions(method=args.method, channel=args.channel, threshold=args.threshold,
+    method = args.method
+    if method == "auto":
+        try:
+            target = read_info(args.pred).get("target")
+        except WorkbenchError:
+            target = None  # not a prediction: segment_prediction says what is wrong with it
+        method = default_method(target)
+    options = SegmentOptions(method=method, channel=args.channel, threshold=args.threshold,
                              min_size=args.min_size, block_shape=args.block, per_section=args.per_section,
                              merge_threshold=args.merge_threshold, overwrite=args.overwrite,
                              halo=tuple(args.halo), scheduler=args.scheduler)
@@ -65,5 +75,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if bar is not None:
             bar.close()
-    print(f"wrote {out}")
+    chosen = " (chosen from the prediction's target; --method to choose)" if args.method == "auto" else ""
+    print(f"wrote {out} (method {method}{chosen})")
     return 0
