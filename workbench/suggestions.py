@@ -47,7 +47,8 @@ class SuggestOptions:
 
     Attributes:
         n: how many suggestions.
-        box: side of a suggested box in pixels (None: an eighth of the smaller slice side, 32 to 128).
+        box: side of a suggested box in pixels (None: a sixteenth of the smaller slice side, 24 to 96;
+            smaller boxes hold the errors more tightly: ``benchmarks/bench_suggest.py``).
         slices: at most this many slices are examined, evenly spaced (the cost is one prediction per slice).
         kind: the uncertainty measure (``entropy`` or ``disagreement``).
         same_slice_factor: each pick on a slice multiplies that slice's remaining scores by this (0-1].
@@ -73,7 +74,7 @@ class SuggestOptions:
 
 def box_side(shape_yx: tuple[int, int], box: int | None = None) -> int:
     """The box side used for a slice of ``shape_yx`` (``box`` clipped to the slice, or the default)."""
-    side = int(box) if box is not None else int(np.clip(min(shape_yx) // 8, 32, 128))
+    side = int(box) if box is not None else int(np.clip(min(shape_yx) // 16, 24, 96))
     return max(1, min(side, *shape_yx))
 
 

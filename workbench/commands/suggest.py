@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='JSON list of {"z", "y", "x", "box": [z0, y0, x0, z1, y1, x1], "score"}, best first')
     parser.add_argument("--n", type=int, default=10, metavar="N", help="how many suggestions (default 10)")
     parser.add_argument("--box", type=int, metavar="PIXELS",
-                        help="side of a box (default: an eighth of the slice, 32 to 128 pixels)")
+                        help="side of a box (default: a sixteenth of the slice, 24 to 96 pixels)")
     parser.add_argument("--slices", type=int, default=32, metavar="K",
                         help="examine at most K evenly spaced slices (default 32; one prediction each)")
     parser.add_argument("--uncertainty", choices=UncertaintyKind.values(), default=DEFAULT_KIND.value,

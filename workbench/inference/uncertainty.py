@@ -37,8 +37,9 @@ class UncertaintyKind(Choice, what="uncertainty"):
     DISAGREEMENT = "disagreement"
 
 
-#: What ``workbench suggest`` and the app use unless told otherwise (one forward pass, measured as good a
-#: guide as the views' disagreement on ISBI 2012 at an eighth of the cost).
+#: What ``workbench suggest`` and the app use unless told otherwise: one forward pass, and on ISBI 2012 the
+#: better guide (errors inside the top 10 boxes of 16-32 pixels at 2.5-3.2x the average against 1.6-2x for the
+#: views' disagreement, ``benchmarks/results/suggest.json``), at an eighth of the cost.
 DEFAULT_KIND = UncertaintyKind.ENTROPY
 
 

@@ -7,6 +7,7 @@ transposed to z, y, x here (as z5py and zarr's N5 store do).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,26 @@ def _voxel_size(attrs: dict) -> tuple[float, float, float] | None:
     return tuple(v) if len(v) == 3 and all(x > 0 for x in v) else None
 
 
+#: A volume may be cut into at most this many blocks, or one block per this many voxels if that is more: no real
+#: layout uses more, and reading even a small volume through millions of tiny blocks takes minutes.
+MAX_BLOCKS, MIN_VOXELS_PER_BLOCK = 65536, 4096
+
+
+def refuse_tiny_blocks(chunks, shape, source: str) -> None:
+    """Raise when the blocks are far too small for the volume (a damaged header).
+
+    Raises:
+        WorkbenchError: an empty block size, or more blocks than :data:`MAX_BLOCKS` and than one per
+            :data:`MIN_VOXELS_PER_BLOCK` voxels.
+    """
+    if min(chunks, default=0) < 1:
+        raise WorkbenchError(f"N5 block size {list(chunks)} is not a list of positive sizes (damaged header?)", source)
+    n_blocks = math.prod(-(-s // c) for s, c in zip(shape, chunks))
+    if n_blocks > max(MAX_BLOCKS, math.prod(shape) // MIN_VOXELS_PER_BLOCK):
+        raise WorkbenchError(f"N5 blocks of {' x '.join(map(str, chunks))} cut a volume of "
+                             f"{' x '.join(map(str, shape))} into {n_blocks} pieces (damaged header?)", source)
+
+
 def open_n5(root: Path, inner: str = "", channel: int | None = None) -> Volume:
     """Open an N5 dataset; a group path opens its only 3D dataset (else the error lists them).
 
@@ -98,6 +119,7 @@ def open_n5(root: Path, inner: str = "", channel: int | None = None) -> Volume:
     except (KeyError, TypeError) as err:
         raise WorkbenchError(f"N5 dataset has no valid dataType: {attrs.get('dataType')}", src) from err
     refuse_huge(chunks, dtype.itemsize, "block", src)
+    refuse_tiny_blocks(chunks, shape, src)
     arr = N5Array(src, shape, dtype, chunks)
     vs = _voxel_size(attrs)
     view = to_zyx(arr, guess_axes(shape, src), channel, src)
