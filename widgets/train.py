@@ -200,16 +200,22 @@ class TrainPanel:
             init=p.state.get("init_model") or None,  # a model file or a warm-up to start from
         )
         if self.continue_last.value:  # new strokes: warm start from the newest model that fits, retrain in seconds
-            cfg.init = self.last_model(cfg) or cfg.init
+            cfg.init = self.last_model(cfg, newer_than=cfg.init) or cfg.init
         if not st.get("augment", True):
             cfg.augment = AugmentConfig.none()
         info = self._arch()
         cfg.arch_options = {k: v for k, v in cfg.arch_options.items() if k in info.defaults}
         return cfg
 
-    def last_model(self, cfg) -> str | None:
-        """The newest trained run of the same architecture, options and classes as ``cfg`` (None: there is none)."""
+    def last_model(self, cfg, newer_than: str | None = None) -> str | None:
+        """The newest trained run of the same architecture, options and classes as ``cfg`` (None: there is none,
+        or it is older than the model file ``newer_than`` the user chose to start from)."""
+        from pathlib import Path
+
+        since = Path(newer_than).stat().st_mtime if newer_than and Path(newer_than).exists() else None
         for run in reversed(self.ctx.project.runs()):
+            if since is not None and run.created <= since:
+                return None
             c = run.config or {}
             if run.checkpoint is None or c.get("pretext") or c.get("arch") != cfg.arch:
                 continue

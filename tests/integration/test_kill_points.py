@@ -147,13 +147,21 @@ def _check_annotate(root: Path, acks: list[list[str]], loop: KillLoop) -> None:
     labels = store.read()
     ids = {rec["id"]: rec for rec in store.history()}
     undone = {rec["undoes"] for rec in ids.values() if rec.get("op") == "undo"}
+    undos = [(rec["id"], rec["undoes"]) for rec in ids.values() if rec.get("op") == "undo"]
+
+    def overwritten_by_undo(op: int) -> bool:
+        """A later undo of an older edit of the same box (or of a whole-volume import) legitimately took the
+        box back: a refill of an already labelled box changes nothing, so it is not on the undo stack and the
+        undo reaches the edit that labelled the box first."""
+        return any(uid > op and (_box(t) == _box(op) or ids.get(t, {}).get("op") == "import") for uid, t in undos)
+
     for words in acks:
         kind = words[0]
         if kind == "fill":
             op, label = int(words[1]), int(words[2])
             if op not in ids:
                 loop.losses.append(f"fill {op} missing from the journal")
-            elif op not in undone:
+            elif op not in undone and not overwritten_by_undo(op):
                 start, stop = _box(op)
                 box = labels[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
                 if not np.all(box == label):

@@ -9,13 +9,10 @@ from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
-import pytest
 import torch
 
 from workbench.inference import PredictOptions, jobs, predict_volume
 from workbench.inference import executors as ex
-from workbench.inference.compute import default_tile_shape, predict_planned
-from workbench.inference.planner import plan_blocks
 from workbench.io.volume import Volume
 from workbench.models.predictor import as_predictor
 from workbench.training.batches import Prefetcher
@@ -147,36 +144,6 @@ def test_remote_job_of_a_gpu_predictor_loads_on_the_worker_gpu(tmp_path, monkeyp
                            device="cuda")
     jobs._load_predictor(remote)
     assert seen["device"] == "cuda"
-
-
-# -- memory: blocks in flight share one block's activations -------------------------------------------------
-def test_share_gives_each_block_in_flight_part_of_the_slices():
-    pred = SliceCounter()
-    alone = default_tile_shape(pred, (8, 608, 608))
-    shared = default_tile_shape(pred, (8, 608, 608), share=2)
-    assert alone == (8, 608, 608)
-    assert shared[1:] == alone[1:] and shared[0] * 2 <= 5  # 2 M pixels a batch alone: 5 slices of 608^2
-    assert default_tile_shape(pred, (8, 608, 608), share=64)[0] == 1
-
-
-def test_shared_blocks_predict_the_same(tmp_path):
-    raw = np.random.default_rng(1).integers(0, 255, (6, 608, 64)).astype(np.uint8)
-    pred = SliceCounter()
-    block = plan_blocks(pred, raw.shape).blocks()[0]
-    np.testing.assert_array_equal(predict_planned(pred, raw, block), predict_planned(pred, raw, block, share=3))
-
-
-@pytest.mark.parametrize("sections", [8, 16])
-def test_blocks_after_the_first_run_with_their_share(tmp_path, sections, monkeypatch):
-    monkeypatch.setattr(ex, "auto_workers", lambda block_bytes, cores=None: 2)
-    monkeypatch.setattr(ex.os, "cpu_count", lambda: 2)
-    raw = np.random.default_rng(2).integers(0, 255, (sections, 1024, 512)).astype(np.uint8)
-    pred = SliceCounter()
-    result = predict_volume(pred, raw, tmp_path / "p.zarr", PredictOptions(block_shape=(4, 1024, 512)))
-    assert result.complete and result.info["workers"] == 2
-    first, rest = pred.calls[0], pred.calls[1:]
-    assert first == 4  # alone: the whole block of 4 slices
-    assert all(z <= 2 for z in rest)  # with two in flight, each at most half of what one batches alone
 
 
 # -- torch.compile: kernels cached in the user's cache folder ------------------------------------------------

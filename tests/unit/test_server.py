@@ -312,6 +312,15 @@ def _message(msg_type: str, content: dict) -> str:
                        "channel": "shell", "buffers": []})
 
 
+def _run_async(coro):
+    """Run ``coro`` on a fresh event loop in its own thread (a browser test's loop may be running in this one)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def test_kernels_run_no_code_from_the_browser(guarded_app, tmp_path):
     """The page's kernel answers widget messages but drops ``execute_request``; other kernel ids are refused."""
     import asyncio
@@ -345,7 +354,7 @@ def test_kernels_run_no_code_from_the_browser(guarded_app, tmp_path):
         ws.close()
         return seen
 
-    seen = asyncio.run(talk())
+    seen = _run_async(talk())
     assert "comm_info_reply" in seen, f"the page's kernel did not answer a widget message: {seen}"
     assert "execute_reply" not in seen and "execute_input" not in seen, seen
     assert not marker.exists(), "code sent by the browser ran in the kernel"
@@ -360,8 +369,8 @@ def test_kernels_run_no_code_from_the_browser(guarded_app, tmp_path):
         ws.close()
         return 101
 
-    assert asyncio.run(foreign(cookie)) == 404, "a kernel the page was not given must not be reachable"
-    assert asyncio.run(foreign(None)) in (401, 403, 404)
+    assert _run_async(foreign(cookie)) == 404, "a kernel the page was not given must not be reachable"
+    assert _run_async(foreign(None)) in (401, 403, 404)
     async def anonymous() -> int:
         from tornado.httpclient import HTTPClientError
 
@@ -372,7 +381,7 @@ def test_kernels_run_no_code_from_the_browser(guarded_app, tmp_path):
         ws.close()
         return 101
 
-    assert asyncio.run(anonymous()) in (401, 403), "the page's kernel without the cookie or token"
+    assert _run_async(anonymous()) in (401, 403), "the page's kernel without the cookie or token"
 
 
 def test_guard_routes_and_clean_query():

@@ -28,15 +28,9 @@ def _split_evenly(size: int, cap: int, halo: int) -> int:
     return -(-(size + (n - 1) * 2 * halo) // n)
 
 
-def default_tile_shape(predictor: Predictor, read_shape: Sequence[int], share: int = 1) -> tuple[int, int, int]:
+def default_tile_shape(predictor: Predictor, read_shape: Sequence[int]) -> tuple[int, int, int]:
     """The predictor's own ``tile_shape`` if it has one; else for 2D predictors whole slices up to
-    ``TILE_2D_MAX``^2 (larger ones split into equal tiles), for 3D ones the read region capped at ~4 M voxels.
-
-    ``share`` > 1 (blocks in flight at once): a 2D predictor is given ``1/share`` of the slices it batches
-    alone (:data:`~workbench.training.predictor.SLICE_BATCH_PIXELS`), so that the activations of all blocks in
-    flight together take about what one block alone takes and peak memory does not depend on how many
-    blocks a volume has.
-    """
+    ``TILE_2D_MAX``^2 (larger ones split into equal tiles), for 3D ones the read region capped at ~4 M voxels."""
     predictor = as_predictor(predictor)
     if predictor.tile_shape is not None:
         own = tuple(int(t) for t in predictor.tile_shape)
@@ -46,10 +40,6 @@ def default_tile_shape(predictor: Predictor, read_shape: Sequence[int], share: i
         halo = effective_halo(predictor)
         y, x = _split_evenly(y, TILE_2D_MAX, halo[1]), _split_evenly(x, TILE_2D_MAX, halo[2])
         z = max(1, min(z, DEFAULT_TILE_VOXELS // (y * x)))
-        if share > 1:
-            from workbench.training.predictor import SLICE_BATCH_PIXELS
-
-            z = max(1, min(z, SLICE_BATCH_PIXELS // (y * x)) // int(share))
         return (z, y, x)
     while z * y * x > DEFAULT_TILE_VOXELS:
         # halve the largest axis until the tile fits
@@ -63,16 +53,14 @@ def default_tile_shape(predictor: Predictor, read_shape: Sequence[int], share: i
 
 
 def predict_planned(predictor: Predictor, raw, block: PlannedBlock, tile_shape: Sequence[int] | None = None,
-                    tta: bool = False, share: int = 1) -> np.ndarray:
-    """Predict one :class:`~workbench.inference.planner.PlannedBlock`: float32 (out_channels, *core.shape).
-
-    ``share``: blocks in flight beside this one (:func:`default_tile_shape`; ignored with a ``tile_shape``)."""
+                    tta: bool = False) -> np.ndarray:
+    """Predict one :class:`~workbench.inference.planner.PlannedBlock`: float32 (out_channels, *core.shape)."""
     predictor = as_predictor(predictor)
     data = np.asarray(raw[block.read.slices])
     pad = block.padding
     if any(p != (0, 0) for p in pad):
         data = np.pad(data, pad, mode="reflect" if min(data.shape) > 1 else "edge")
-    tile = tile_shape or default_tile_shape(predictor, block.input.shape, share)
+    tile = tile_shape or default_tile_shape(predictor, block.input.shape)
     probs = predict_region(predictor, data, tile, tta=tta)
     return probs[(slice(None), *block.core.relative_to(block.input))]
 

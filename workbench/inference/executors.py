@@ -151,7 +151,7 @@ class ThreadExecutor(_Closing):
         if workers > 1 and threads is None:
             threads = max(1, cores // workers)  # share the cores, never oversubscribe
         self.info["workers"] = workers
-        return self._run(dataclasses.replace(job, torch_threads=threads, memory_share=workers), blocks, workers,
+        return self._run(dataclasses.replace(job, torch_threads=threads), blocks, workers,
                          on_done, should_stop)
 
     def _run_measured(self, job, blocks, on_done, should_stop, cores: int) -> bool:
@@ -162,10 +162,9 @@ class ThreadExecutor(_Closing):
         self.info.update(workers=workers, block_memory_bytes=per_block)
         if not finished:
             return False
-        # the blocks in flight share the memory the first one took alone: peak memory then does not grow with
-        # the number of blocks (a 2-block volume never has two in flight, a large one always has)
-        rest = dataclasses.replace(job, torch_threads=self.torch_threads or max(1, cores // workers),
-                                   memory_share=workers)
+        # every block batches the same slices whatever runs beside it: threads, Dask and a resume give
+        # bit-identical outputs (oneDNN's results can depend on the batch size)
+        rest = dataclasses.replace(job, torch_threads=self.torch_threads or max(1, cores // workers))
         return self._run(rest, blocks[1:], workers, on_done, should_stop)
 
     def _run(self, job, blocks, workers: int, on_done, should_stop) -> bool:

@@ -44,9 +44,6 @@ class BlockJob:
     compile: bool = False
     #: the predictor's resolved precision: workers reload its run with it
     precision: str = "fp32"
-    #: blocks in flight in this process at once: each gives the predictor a share of the slices it batches
-    #: alone, so peak memory stays that of one block (``compute.default_tile_shape``)
-    memory_share: int = 1
     #: where workers run the predictor: "cpu", or "cuda" (each worker's own GPU, see ``executors.gpu_cluster``)
     device: str = "cpu"
 
@@ -99,7 +96,7 @@ def run_block(job: BlockJob, block: PlannedBlock, predictor: Predictor | None = 
             torch.set_num_threads(job.torch_threads)
     predictor = predictor if predictor is not None else _load_predictor(job)
     raw = raw if raw is not None else _load_raw(job)
-    probs = predict_planned(predictor, raw, block, tile_shape=job.tile_shape, tta=job.tta, share=job.memory_share)
+    probs = predict_planned(predictor, raw, block, tile_shape=job.tile_shape, tta=job.tta)
     job.store.write(block.index, block.core, probs)
     return block.index
 
