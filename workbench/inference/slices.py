@@ -24,10 +24,20 @@ def predict_slice(predictor: Predictor, raw, z: int, tta: bool = False) -> np.nd
         IndexError: ``z`` outside the volume.
     """
     predictor = as_predictor(predictor)
+    block, at = slice_with_context(predictor, raw, z)
+    return predict_region(predictor, block, tta=tta)[:, at]
+
+
+def slice_with_context(predictor: Predictor, raw, z: int) -> tuple[np.ndarray, int]:
+    """Slice ``z`` of ``raw`` with the predictor's z halo on each side (clipped at the volume), and where
+    slice ``z`` sits in it.
+
+    Raises:
+        IndexError: ``z`` outside the volume.
+    """
     n = int(raw.shape[0])
     if not 0 <= z < n:
         raise IndexError(f"slice {z} outside a volume of {n} slices")
-    hz = effective_halo(predictor)[0]
+    hz = effective_halo(as_predictor(predictor))[0]
     z0, z1 = max(0, z - hz), min(n, z + hz + 1)
-    probs = predict_region(predictor, np.asarray(raw[z0:z1]), tta=tta)
-    return probs[:, z - z0]
+    return np.asarray(raw[z0:z1]), z - z0

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from workbench.choices import Choice
-from workbench.inference.tiling import TTA_TRANSFORMS, effective_halo, predict_region, tta_views
+from workbench.inference.slices import slice_with_context
+from workbench.inference.tiling import TTA_TRANSFORMS, predict_region, tta_views
 from workbench.models.predictor import Predictor, as_predictor
 
 #: Probabilities are clipped to [EPS, 1 - EPS] inside the logarithms.
@@ -120,11 +121,6 @@ def slice_uncertainty(predictor: Predictor, raw, z: int,
     Raises:
         IndexError: ``z`` outside the volume.
     """
-    predictor = as_predictor(predictor)
-    n = int(raw.shape[0])
-    if not 0 <= z < n:
-        raise IndexError(f"slice {z} outside a volume of {n} slices")
-    hz = effective_halo(predictor)[0]
-    z0, z1 = max(0, z - hz), min(n, z + hz + 1)
-    probs, unc = predict_with_uncertainty(predictor, np.asarray(raw[z0:z1]), kind)
-    return probs[:, z - z0], unc[z - z0]
+    block, at = slice_with_context(predictor, raw, z)
+    probs, unc = predict_with_uncertainty(predictor, block, kind)
+    return probs[:, at], unc[at]
