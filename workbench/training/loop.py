@@ -17,9 +17,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def _running(trainer: Trainer) -> bool:
+    """Whether to take another step; a fresh run always takes its first, so even a tiny time budget that the
+    set-up used up leaves a trained model (a resumed run with its budget spent takes none)."""
     total = trainer.config.iterations
-    return ((total is None or trainer.iteration < total) and time.monotonic() < trainer.deadline
-            and not trainer.stopping())
+    in_time = trainer.iteration == 0 or time.monotonic() < trainer.deadline
+    return (total is None or trainer.iteration < total) and in_time and not trainer.stopping()
 
 
 def train_step(trainer: Trainer, batch) -> Step:
