@@ -32,12 +32,6 @@ class TrainPanel:
     step = "train"
 
     def __init__(self, ctx: AppContext, live: bool = True):
-        from holoviews import streams
-
-        from widgets._hv import as_widget, setup
-
-        hv = setup()
-
         self.ctx = ctx
         self.live = live
         self.status = StatusLine(self.step)
@@ -78,18 +72,7 @@ class TrainPanel:
         self.summary = styled(W.HTML(), "wb-train-summary")
         self.device = styled(W.HTML(), "wb-train-device")
 
-        # curves
-        self._loss_pipe = streams.Pipe(data=np.zeros((0, 2)))
-        self._val_pipe = streams.Pipe(data=np.zeros((0, 2)))
-        curve_opts = dict(width=520, height=260, tools=[], toolbar=None, show_grid=True)
-        loss = hv.DynamicMap(lambda data: hv.Curve(data, "iteration", "loss", label="training loss"),
-                             streams=[self._loss_pipe])
-        val = hv.DynamicMap(lambda data: hv.Curve(data, "iteration", "loss", label="validation loss"),
-                            streams=[self._val_pipe])
-        self.curves = (loss * val).opts(hv.opts.Curve(**curve_opts, framewise=True),
-                                        hv.opts.Overlay(legend_position="top_right", width=520, height=260,
-                                                        toolbar=None))
-        self.curves_widget = styled(as_widget(self.curves, 520, 260), "wb-train-curves")
+        self.curves_widget = self._build_curves()
         self.z = styled(W.IntSlider(description="slice z", continuous_update=False), "wb-train-slice")
         self.z.observe(lambda ch: self._set_slice(ch["new"]), "value")
         self.pred_box = W.VBox()
@@ -112,6 +95,25 @@ class TrainPanel:
             ctx.on(ev, lambda **_: self.refresh_summary())
         ctx.on("project", lambda **_: self.rebuild())
         self.rebuild()
+
+    def _build_curves(self):
+        """The training and validation loss curves (HoloViews, fed through two pipes) as a widget."""
+        from holoviews import streams
+
+        from widgets._hv import as_widget, setup
+
+        hv = setup()
+        self._loss_pipe = streams.Pipe(data=np.zeros((0, 2)))
+        self._val_pipe = streams.Pipe(data=np.zeros((0, 2)))
+        curve_opts = dict(width=520, height=260, tools=[], toolbar=None, show_grid=True)
+        loss = hv.DynamicMap(lambda data: hv.Curve(data, "iteration", "loss", label="training loss"),
+                             streams=[self._loss_pipe])
+        val = hv.DynamicMap(lambda data: hv.Curve(data, "iteration", "loss", label="validation loss"),
+                            streams=[self._val_pipe])
+        self.curves = (loss * val).opts(hv.opts.Curve(**curve_opts, framewise=True),
+                                        hv.opts.Overlay(legend_position="top_right", width=520, height=260,
+                                                        toolbar=None))
+        return styled(as_widget(self.curves, 520, 260), "wb-train-curves")
 
     # ---- state shown
     def rebuild(self) -> None:

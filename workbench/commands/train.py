@@ -147,8 +147,13 @@ def run(args: argparse.Namespace) -> int:
         last = trainer.run() or {}
     finally:
         bar.close()
-    seconds = time.perf_counter() - t0
-    parts = [f"trained {args.arch} ({config.target}: {', '.join(trainer.task.channel_names)})",
+    print(_summary(args, trainer, last, time.perf_counter() - t0))
+    return 0
+
+
+def _summary(args: argparse.Namespace, trainer, last: dict, seconds: float) -> str:
+    """The one line printed when training ends."""
+    parts = [f"trained {args.arch} ({trainer.config.target}: {', '.join(trainer.task.channel_names)})",
              f"{trainer.iteration} iterations in {seconds:.1f} s"
              + (f" ({trainer.precision})" if trainer.precision != "fp32" else "")]
     if "loss" in last:
@@ -159,5 +164,4 @@ def run(args: argparse.Namespace) -> int:
     if trainer.bn_recalibration and trainer.bn_recalibration["tiles"]:
         parts.append(f"BatchNorm statistics from {trainer.bn_recalibration['tiles']} tiles of the volume")
     parts.append(f"-> {args.out}")
-    print("; ".join(parts))
-    return 0
+    return "; ".join(parts)
