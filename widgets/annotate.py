@@ -252,5 +252,6 @@ class AnnotatePanel:
         viewer = self.ctx.viewer()
         p = self.ctx.project
         viewer.show_label_store(self.store, classes=p.classes)
+        self.assist.show_in_viewer()
         self.ng_box.children = [NeuroglancerFrame(viewer, height=480).widget]
         self.status.set("the same labels in Neuroglancer (3D view: switch the layout in its top bar)", "ok")

@@ -74,8 +74,9 @@ class ArchitecturePanel:
         self.augment = W.Checkbox(value=True, description="augmentation (flips, rotations, noise, ...)")
         self.precision = styled(W.Dropdown(
             options=PRECISIONS, value="auto", description="precision",
-            tooltip="auto (default): bf16 where the hardware has it, else fp32; bf16: about 2x faster on CPUs with "
-                    "AVX512-BF16/AMX and recent GPUs, weights and losses stay fp32"), "wb-train-precision")
+            tooltip="auto (default): bf16 where the hardware has it and a quick measurement finds it faster, "
+                    "else fp32; bf16: about 2x faster on CPUs with AMX and recent GPUs, slower on some AVX512-BF16 CPUs, "
+                    "weights and losses stay fp32"), "wb-train-precision")
         self.apply_btn = action_button("apply", "Apply settings")
         self.apply_btn.on_click(self.status.guard(lambda _: self.apply_advanced()))
         self.reset_btn = action_button("defaults", "Back to defaults")

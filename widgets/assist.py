@@ -161,6 +161,7 @@ class AssistPanel:
         self.note.value = ("<small>click a suggestion to go there; scribble the right classes inside the yellow "
                            "box, or accept the prediction in it where it is right</small>")
         self.status.set(f"{len(found)} suggestions (saved to suggestions.json)", "ok")
+        self.show_in_viewer()
         if found:
             self.list.value = 0
         return found
@@ -172,6 +173,13 @@ class AssistPanel:
         self.active = self.suggestions[int(index)]
         self.go_to_slice(self.active.z)
         self.redraw()
+        if self.ctx.has_viewer:
+            self.ctx.viewer().go_to((self.active.z, self.active.y, self.active.x))
+
+    def show_in_viewer(self) -> None:
+        """Show the suggestions as boxes in the live Neuroglancer viewer, when one is open."""
+        if self.ctx.has_viewer and self.suggestions:
+            self.ctx.viewer().set_suggestions(self.suggestions)
 
     # ---- corrections
     def accept_box(self):

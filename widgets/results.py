@@ -47,10 +47,11 @@ class ResultsPanel:
                     "(8x slower; narrow U-Nets trained on scribbles segmented better with it)"), "wb-predict-tta")
         self.precision = styled(W.Dropdown(
             options=PRECISIONS, value=self._saved_precision(), description="precision",
-            tooltip="auto (default): bf16 where the hardware has it, else fp32; bf16: about 2x faster on CPUs with "
-                    "AVX512-BF16/AMX and recent GPUs, probabilities within ~0.04 (a forest: always fp32)"),
+            tooltip="auto (default): bf16 where the hardware has it and a quick measurement finds it faster, "
+                    "else fp32; bf16: about 2x faster on CPUs with AMX and recent GPUs, slower on some AVX512-BF16 CPUs, probabilities within ~0.04 (a forest: always fp32)"),
             "wb-predict-precision")
         self.precision.observe(lambda ch: self.project.state.update(predict_precision=ch["new"]), "value")
+        self.run.observe(lambda ch: ch["new"] and setattr(self.tta, "value", self._recommended_tta()), "value")
         self.progress = styled(W.FloatProgress(value=0, min=0, max=1, description="predict",
                                                layout=W.Layout(width="460px")), "wb-predict-progress")
         self.progress_text = styled(W.HTML(), "wb-predict-eta")
@@ -126,6 +127,17 @@ class ResultsPanel:
         saved = str(self.project.state.get("predict_precision", "auto"))
         return saved if saved in PRECISIONS else "auto"
 
+    def _recommended_tta(self) -> bool:
+        """Whether the chosen run recommends test-time augmentation (``workbench.training.test_time``)."""
+        from workbench.training.checkpoint import load_checkpoint
+
+        try:
+            state = load_checkpoint(self._run_info().path / "checkpoint.pt")
+        except (WorkbenchError, OSError):
+            return bool(self.tta.value)
+        defaults = state.get("prediction_defaults")
+        return bool(defaults.get("tta")) if isinstance(defaults, dict) else bool(self.tta.value)
+
     def refresh_runs(self) -> None:
         runs = [r for r in self.project.runs() if r.checkpoint is not None and not (r.config or {}).get("pretext")]
         opts = []
@@ -138,6 +150,7 @@ class ResultsPanel:
         if opts:
             self.run.value = opts[0][1]
             self.predict_btn.disabled = False
+            self.tta.value = self._recommended_tta()
         else:
             self.predict_btn.disabled = True
             self.progress_text.value = "<i>train a model first (step 4)</i>"
@@ -364,6 +377,7 @@ class ResultsPanel:
             names = self._channel_names()
             viewer.set_probabilities(open_prediction(pred), names=names or None,
                                      colors=prediction_colors(names, p.classes) if names else None)
+            viewer.set_prediction_uncertainty(pred)  # hidden layer, when predicted with an uncertainty
             if names:  # the most likely class, named in Neuroglancer's segment list
                 viewer.set_class_map(prediction_class_map(pred), names, prediction_colors(names, p.classes))
         if self.run.value and self.seg_path().exists():

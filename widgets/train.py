@@ -178,8 +178,9 @@ class TrainPanel:
     def running(self) -> bool:
         return self.trainer is not None and self.trainer.running
 
-    def make_config(self, minutes: float | None = None, iterations: int | None = None):
-        """The TrainConfig for the project's choices (architecture, advanced settings, classes)."""
+    def make_config(self, minutes: float | None = None, iterations: int | None = None, labels=None):
+        """The TrainConfig for the project's choices (architecture, advanced settings, classes); with ``labels``
+        and no advanced settings applied, the recipe chosen from them (``self.recipe`` says which)."""
         from workbench.training.config import AugmentConfig, TrainConfig
 
         p = self.ctx.project
@@ -201,6 +202,14 @@ class TrainPanel:
             checkpoint_seconds=LIVE_CHECKPOINT_SECONDS,
             init=p.state.get("init_model") or None,  # a model file or a warm-up to start from
         )
+        self.recipe = None
+        if labels is not None and not st:  # the architecture's defaults: the recipe may change them
+            from workbench.training.recipe import choose_recipe, label_stats
+
+            defaults = self._arch().defaults
+            cfg.arch_options = {k: v for k, v in cfg.arch_options.items() if defaults.get(k) != v}
+            self.recipe = choose_recipe(cfg, label_stats(labels), explicit={"val_fraction"})
+            self.recipe.apply(cfg)
         if self.continue_last.value:  # new strokes: warm start from the newest model that fits, retrain in seconds
             cfg.init = self.last_model(cfg, newer_than=cfg.init) or cfg.init
         if not st.get("augment", True):
@@ -234,8 +243,8 @@ class TrainPanel:
         p = self.ctx.project
         if minutes is None and iterations is None:
             minutes = float(self.duration.value)
-        cfg = self.make_config(minutes=minutes, iterations=iterations)
         labels = p.annotations.read()
+        cfg = self.make_config(minutes=minutes, iterations=iterations, labels=labels)
         run_dir = p.new_run_dir(cfg.arch)
         try:
             try:
@@ -250,7 +259,9 @@ class TrainPanel:
             if run_dir.exists() and not any(run_dir.iterdir()):
                 run_dir.rmdir()
             raise
-        self.watch(trainer, run_dir, cfg, what=f"training {cfg.arch}")
+        p.record_run_inputs(run_dir, cfg.init, self.recipe.summary() if self.recipe is not None else None)
+        self.watch(trainer, run_dir, cfg, what=f"training {cfg.arch}"
+                   + (f" ({self.recipe.summary()})" if self.recipe is not None else ""))
 
     def watch(self, trainer, run_dir, cfg, what: str) -> None:
         """Start ``trainer`` in the background and show its progress, curves and stop (training or a warm-up)."""

@@ -505,6 +505,21 @@ class Project:
                 continue
         raise WorkbenchError("could not make a unique run folder", self.runs_path)
 
+    def record_run_inputs(self, run_dir: Path, init: str | None = None, recipe: str | None = None) -> Path:
+        """Write ``run_dir/inputs.json``: which strokes (the annotation journal's length and the labelled voxels
+        per class when the run started) and which model it started from, so a run can be traced back."""
+        journal = self.root / JOURNAL_FILE
+        try:
+            with open(journal, "rb") as f:
+                entries = sum(1 for _ in f)
+        except OSError:
+            entries = 0
+        record = {"journal_entries": entries, "labelled_voxels": {str(k): v for k, v in self.annotations.counts().items()},
+                  "init": init, "recipe": recipe, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        path = Path(run_dir) / "inputs.json"
+        atomic_write_json(path, record)
+        return path
+
     def runs(self) -> list[RunInfo]:
         """Run folders, oldest first, with their config and metrics when present."""
         if not self.runs_path.is_dir():

@@ -207,21 +207,57 @@ def write_suggestions(suggestions: Iterable[Suggestion], path: str | Path, **inf
     return path
 
 
-def read_suggestions(path: str | Path) -> list[Suggestion]:
+def _parse_suggestion(i: int, item) -> Suggestion:
+    """Entry ``i`` (from 1) of a suggestions file; raises ValueError naming what is wrong."""
+    if not isinstance(item, dict):
+        raise ValueError(f"entry {i} is not an object")
+    missing = [k for k in ("z", "y", "x", "box", "score") if k not in item]
+    if missing:
+        raise ValueError(f"entry {i} has no {', '.join(repr(k) for k in missing)}")
+    box = item["box"]
+    if not isinstance(box, (list, tuple)) or len(box) != 6:
+        raise ValueError(f"entry {i}: box must be [z0, y0, x0, z1, y1, x1]")
+    try:
+        box = tuple(int(v) for v in box)
+        sug = Suggestion(int(item["z"]), int(item["y"]), int(item["x"]), box, float(item["score"]))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"entry {i}: z, y, x, box and score must be numbers") from None
+    if any(a >= b for a, b in zip(box[:3], box[3:])) or min(box) < 0:
+        raise ValueError(f"entry {i}: box {list(box)} is empty or negative")
+    return sug
+
+
+def read_suggestions(path: str | Path, shape: tuple[int, ...] | None = None) -> list[Suggestion]:
     """The suggestions of a file written by :func:`write_suggestions`.
 
+    Args:
+        shape: when given, the (z, y, x) volume every box must lie inside.
+
     Raises:
-        WorkbenchError: not such a file.
+        WorkbenchError: no such file, not JSON, not a list of ``{"z", "y", "x", "box", "score"}``, or a box
+            outside ``shape`` (one line naming the file and the entry).
     """
     path = Path(path)
     try:
         items = json.loads(path.read_text())
-        return [Suggestion(int(d["z"]), int(d["y"]), int(d["x"]), tuple(int(v) for v in d["box"]), float(d["score"]))
-                for d in items]
     except FileNotFoundError:
         raise WorkbenchError("no such suggestions file", path) from None
-    except (ValueError, KeyError, TypeError) as err:
-        raise WorkbenchError(f"not a suggestions file ({type(err).__name__})", path) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise WorkbenchError(f"cannot read the suggestions file ({type(err).__name__})", path) from None
+    except ValueError as err:
+        raise WorkbenchError(f"not a suggestions file: not JSON ({err})", path) from None
+    if not isinstance(items, list):
+        raise WorkbenchError('not a suggestions file: expected a JSON list of {"z", "y", "x", "box", "score"}', path)
+    try:
+        found = [_parse_suggestion(i, d) for i, d in enumerate(items, start=1)]
+    except ValueError as err:
+        raise WorkbenchError(f"not a suggestions file: {err}", path) from None
+    if shape is not None:
+        for i, sug in enumerate(found, start=1):
+            if any(b > int(s) for b, s in zip(sug.box[3:], shape)):
+                raise WorkbenchError(f"suggestion {i} (box {list(sug.box)}) lies outside the volume of shape "
+                                     f"{tuple(int(s) for s in shape)}: made for another volume?", path)
+    return found
 
 
 def options_dict(options: SuggestOptions) -> dict:

@@ -1,5 +1,7 @@
 """The guided app as a person uses it, in headless chromium: sample data, unet2d, scribbles, ~30 s of training,
-results in Neuroglancer, a page reload that finds the scribbles; and closing the page ending its kernel.
+results in Neuroglancer; the annotation loop (a suggestion clicked, a correction painted over the prediction, a
+warm retrain that changes the live preview); a page reload that finds the scribbles; and closing the page
+ending its kernel.
 
 Screenshots go to ``test-artifacts/`` only (git-ignored): tests never write tracked files. The README's tour
 images are made by ``docs/make_tour.py`` (``make tour``).
@@ -8,6 +10,7 @@ images are made by ``docs/make_tour.py`` (``make tour``).
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 
@@ -224,6 +227,79 @@ def _results(page, shoot, pixels, wait_for_neuroglancer) -> None:
     shoot(page, "5-results-top")
 
 
+def _suggestion_and_correction(page, shoot, pixels) -> tuple[int, int]:
+    """Step 3 with a model: suggestions listed, a clicked one moves the slice and draws its yellow box, the
+    prediction shown under the strokes, a correction painted inside the box; returns the new counts."""
+    from widgets.assist import BOX_RGB
+
+    _tab(page, "3 Annotate", "annotate")
+    box = _canvas_box(page, ".wb-annotate-view")
+    page.click(".wb-step-annotate .wb-action-suggest")
+    page.wait_for_function("() => document.querySelectorAll('.wb-suggestions select option').length > 1",
+                           timeout=180_000)
+    text = page.evaluate("() => document.querySelector('.wb-suggestions select').options[1].text").replace("\xa0", " ")
+    found = re.search(r"slice (\d+), y (\d+), x (\d+)", text)
+    assert found, f"a suggestion should say where it is, got {text!r}"
+    z, y, x = (int(v) for v in found.groups())
+    page.select_option(".wb-suggestions select", index=1)
+    page.wait_for_function("(z) => document.querySelector('.wb-step-annotate .wb-slice .widget-readout')"
+                           ".innerText.trim() === String(z)", arg=z, timeout=60_000)
+    shot, view = _shoot_until(page, shoot, pixels, "3-suggestion", box,
+                              lambda c: pixels.count_color(c, BOX_RGB, tol=40) > 40)
+    assert pixels.count_color(view, BOX_RGB, tol=40) > 40, "the clicked suggestion's box is not drawn"
+    page.click(".wb-show-prediction input")
+    before = (_count(page, 1), _count(page, 2))
+    page.locator(".wb-class-select button", has_text="membrane").click()
+    page.wait_for_timeout(1500)
+    ny = nx = 256  # the sample project's slice
+    cy, cx = (y + 0.5) / ny, (x + 0.5) / nx
+    for attempt in range(3):  # a correction over the prediction, across the suggested box
+        _drag_path(page, box, [(cx - 0.04, cy), (cx, cy + 0.01), (cx + 0.04, cy)])
+        try:
+            page.wait_for_function(f"() => +document.querySelector('.wb-step-annotate .wb-count-1').innerText > {before[0]}",
+                                   timeout=30_000)
+            break
+        except Exception:
+            assert attempt < 2, "three correction strokes never reached the project"
+    page.locator(".wb-class-select button", has_text="interior").click()
+    page.wait_for_timeout(1500)
+    for attempt in range(3):  # and one of the other class just below it
+        _drag_path(page, box, [(cx - 0.04, cy + 0.06), (cx + 0.04, cy + 0.06)])
+        try:
+            page.wait_for_function(f"() => +document.querySelector('.wb-step-annotate .wb-count-2').innerText > {before[1]}",
+                                   timeout=30_000)
+            break
+        except Exception:
+            assert attempt < 2, "three correction strokes never reached the project"
+    shoot(page, "3-correction")
+    return _count(page, 1), _count(page, 2)
+
+
+def _warm_retrain(page, shoot, pixels) -> None:
+    """Step 4 again: "continue from the last model" is on, a short retrain, and the live preview changes."""
+    _tab(page, "4 Train", "train")
+    assert page.is_checked(".wb-train-continue input"), "warm start is not the default after new strokes"
+    preview = _canvas_box(page, ".wb-train-pred")
+    before = pixels.crop(pixels.load(shoot(page, "4-retrain-before")), preview)
+    page.select_option(".wb-train-duration select", label="30 s")
+    t0 = time.monotonic()
+    page.click(".wb-action-train")
+    changed_after = None
+    deadline = t0 + 240
+    while time.monotonic() < deadline:
+        now = pixels.crop(pixels.load(shoot(page, "4-retrain")), preview)
+        if np.abs(now.astype(np.int16) - before.astype(np.int16)).mean() > 1.0:
+            changed_after = time.monotonic() - t0
+            break
+        page.wait_for_timeout(500)
+    assert changed_after is not None, "the live preview did not change during the warm retrain"
+    print(f"warm retrain: preview updated {changed_after:.1f} s after Train was clicked")
+    page.wait_for_function("() => document.querySelector('.wb-train-eta').innerText.startsWith('done')",
+                           timeout=240_000)
+    assert "training finished" in page.inner_text(".wb-status-train")
+    _tab(page, "5 Results", "results")  # back to the results: the step a reopened page comes back to
+
+
 def _reopen(browser_context, app_server, shoot, pixels, counts) -> None:
     """A new tab of the same browser: back at the step the user was on, the scribbles drawn on the slice."""
     page = browser_context.new_page()
@@ -261,6 +337,8 @@ def test_guided_app_end_to_end(app_server, browser, page, shoot, pixels, wait_fo
     counts = _annotate(page, shoot, pixels, app_server.project_root)
     _train(page, shoot, pixels)
     _results(page, shoot, pixels, wait_for_neuroglancer)
+    counts = _suggestion_and_correction(page, shoot, pixels)
+    _warm_retrain(page, shoot, pixels)
 
     # 6. close the tab (its kernel ends by itself) and come back later: the scribbles are still there
     before = {k["id"] for k in _kernels(app_server)}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from workbench import precision as precision_module
 from workbench.cli import main
 from workbench.errors import WorkbenchError
 from workbench.precision import Precision, autocast, bf16_supported, resolve_precision
@@ -30,7 +31,7 @@ def _cpu(mkldnn: bool, bf16):
                                                   (False, True, False), (True, RuntimeError, False)])
 def test_cpu_detection_asks_onednn(mkldnn, bf16, expected):
     a, b = _cpu(mkldnn, bf16)
-    with a, b:
+    with a, b, mock.patch.object(precision_module, "cpu_bf16_speedup", return_value=2.0):
         assert bf16_supported("cpu") is expected
         assert bf16_supported(None) is expected
         assert resolve_precision("auto", "cpu") == ("bf16" if expected else "fp32")
@@ -50,6 +51,40 @@ def test_cuda_detection_asks_torch_cuda(available, bf16, expected):
         assert bf16_supported("cuda") is (expected == "bf16")
         assert resolve_precision("auto", "cuda:0") == expected
         assert resolve_precision("fp16", "cuda") == "fp16"
+
+
+@pytest.mark.parametrize("speedup,expected", [(2.5, "bf16"), (1.25, "bf16"), (1.1, "fp32"), (0.56, "fp32")])
+def test_auto_on_a_cpu_takes_bf16_only_where_it_is_measured_faster(speedup, expected):
+    a, b = _cpu(True, True)
+    with a, b, mock.patch.object(precision_module, "cpu_bf16_speedup", return_value=speedup):
+        assert resolve_precision("auto", "cpu") == expected
+        assert resolve_precision("bf16", "cpu") == "bf16"  # asked for explicitly: always honoured
+
+
+def test_the_cpu_speedup_is_measured_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(precision_module, "_SPEEDUPS", {})  # as in a new process
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return 0.6
+
+    with mock.patch.object(precision_module, "measure_cpu_bf16_speedup", measure):
+        assert precision_module.cpu_bf16_speedup() == 0.6
+        assert precision_module.cpu_bf16_speedup() == 0.6
+    assert len(calls) == 1
+    cached = json.loads((tmp_path / "precision.json").read_text())
+    assert list(cached.values()) == [0.6] and "torch" in next(iter(cached))
+    (tmp_path / "precision.json").write_text("{not json")  # a damaged cache is measured again, not an error
+    precision_module._SPEEDUPS.clear()
+    with mock.patch.object(precision_module, "measure_cpu_bf16_speedup", measure):
+        assert precision_module.cpu_bf16_speedup() == 0.6
+    assert len(calls) == 2
+
+
+def test_the_measured_speedup_is_a_positive_ratio():
+    assert 0.05 < precision_module.measure_cpu_bf16_speedup(repeats=1) < 20
 
 
 def test_other_devices_and_bad_names():
@@ -98,7 +133,7 @@ def _config(**kw):
 
 def test_config_precision_default_and_validation():
     cfg = _config()
-    assert cfg.precision == "auto"  # bf16 where native (accuracy parity: benchmarks/results/precision.json)
+    assert cfg.precision == "auto"  # bf16 where native and faster (parity: benchmarks/results/precision.json)
     cfg.precision = "BF16"
     cfg.validate()
     assert cfg.precision is Precision.BF16 and cfg.to_dict()["precision"] == "bf16"
@@ -204,7 +239,7 @@ def test_cli_defaults_are_auto(tmp_path, capsys):
 
     _write_tifs(tmp_path)
     assert main(_train_argv(tmp_path)) == 0
-    expected = "bf16" if HAS_BF16 else "fp32"
+    expected = resolve_precision("auto", "cpu")  # bf16 where native and measured faster
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["precision"] == expected
     out = tmp_path / "p.zarr"
     assert main(["predict", "--model", str(tmp_path / "run"), "--raw", str(tmp_path / "raw.tif"), "--out", str(out),
@@ -213,7 +248,8 @@ def test_cli_defaults_are_auto(tmp_path, capsys):
 
 
 @needs_bf16
-def test_cli_train_and_predict_with_bf16(tmp_path, capsys):
+def test_cli_train_and_predict_with_bf16(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_bf16_speedup", lambda: 2.0)  # auto as on an AMX CPU
     from workbench.inference.output import read_info
     from workbench.training.checkpoint import load_checkpoint
 

@@ -372,6 +372,7 @@ def test_cli_resume_with_other_architecture(tiff_data, capsys):
     common = ["--raw", str(d / "raw.tif"), "--labels", str(d / "labels.tif"), "--out", str(d / "run"),
               "--iterations", "1", "--patch", "1", "16", "16", "--no-progress"]
     assert main(["train", "--arch", "unet2d", *common]) == 0
+    capsys.readouterr()  # the first run's notes (its recipe)
     assert main(["train", "--arch", "forest", "--resume", *common]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "trained with architecture 'unet2d', not 'forest'" in err[0]

@@ -10,6 +10,7 @@ import zarr
 
 from workbench.errors import WorkbenchError
 from workbench.project import Project, ProjectOptions
+from workbench.training.checkpoint import load_checkpoint
 
 
 def _membrane_volume(shape=(4, 64, 64), period=16):
@@ -211,6 +212,30 @@ def test_from_env_uses_workbench_project(tmp_path, monkeypatch, project):
     app.close()
 
 
+def _check_prediction_precision(results, project) -> None:
+    """The default (auto) is recorded resolved; bf16, where the CPU has it, is saved and recorded too."""
+    from workbench.precision import bf16_supported, resolve_precision
+
+    assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["precision"] == \
+        resolve_precision("auto", "cpu")
+    if bf16_supported("cpu"):
+        results.tta.value = False
+        results.precision.value = "bf16"
+        assert project.state["predict_precision"] == "bf16"
+        results.predict(wait=True)
+        assert results.status.level == "ok", results.status.text
+        assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["precision"] == "bf16"
+        results.precision.value = "fp32"
+
+
+def _check_run_inputs(run, project) -> None:
+    """A run of the app records which strokes (journal length, labelled voxels) and which recipe it had."""
+    inputs = json.loads((run.path / "inputs.json").read_text())
+    assert inputs["journal_entries"] > 0 and sum(inputs["labelled_voxels"].values()) == sum(
+        project.annotations.counts().values())
+    assert inputs["recipe"] is None or inputs["recipe"].startswith("recipe: ")
+
+
 def test_train_then_results(ctx, project):
     from widgets.annotate import AnnotatePanel
     from widgets.results import ResultsPanel
@@ -240,6 +265,7 @@ def test_train_then_results(ctx, project):
     assert train.history and train.history[-1]["iteration"] == 12
     run = project.runs()[-1]
     assert run.checkpoint is not None and json.loads((run.path / "config.json").read_text())["arch"] == "unet2d"
+    _check_run_inputs(run, project)
     assert project.state["last_run"] == run.id
     # a reloaded page: the last run's curves are sent again at the first tick, once the plot is on the page
     again = TrainPanel(ctx, live=False)
@@ -252,6 +278,8 @@ def test_train_then_results(ctx, project):
 
     # results lists the run (the "run" event), predicts in the background, scores against the truth
     assert results.run.value == run.id and not results.predict_btn.disabled
+    assert results.tta.value is bool(load_checkpoint(run.path / "checkpoint.pt")["prediction_defaults"]["tta"])
+    results.tta.value = False  # the run's recommendation is the default; one view first
     results.predict(wait=True)
     assert results.status.level == "ok", results.status.text
     assert results.pred_path().exists()
@@ -263,20 +291,7 @@ def test_train_then_results(ctx, project):
     assert results.status.level == "ok", results.status.text
     assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["tta"] is True
     assert not np.array_equal(np.asarray(zarr.open_array(str(results.pred_path() / "0"), mode="r")), plain)
-    from workbench.precision import bf16_supported
-
-    # the default (auto) is recorded resolved: bf16 where the CPU has it natively
-    assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["precision"] == (
-        "bf16" if bf16_supported("cpu") else "fp32")
-
-    if bf16_supported("cpu"):  # the prediction's precision, saved in the project and recorded with the output
-        results.tta.value = False
-        results.precision.value = "bf16"
-        assert project.state["predict_precision"] == "bf16"
-        results.predict(wait=True)
-        assert results.status.level == "ok", results.status.text
-        assert json.loads((results.pred_path() / ".zattrs").read_text())["workbench"]["precision"] == "bf16"
-        results.precision.value = "fp32"
+    _check_prediction_precision(results, project)
     results.seg_method.value = "cc"
     results.seg_channel.value = 1
     results.segment_btn.click()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from workbench.inference.uncertainty import UncertaintyKind
+
 NAME = "predict"
 HELP = "predict a volume blockwise with a trained run (locally or on a Dask cluster) into OME-Zarr"
 
@@ -18,7 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="tcp://host:port of a dask.distributed scheduler, or 'processes' for a local "
                              "cluster (default: threads in this process)")
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation: combine 8 rotations/flips (mean logits)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="test-time augmentation: combine 8 rotations/flips (mean logits); default: what the "
+                             "run's validation recommended (off when it measured none)")
+    parser.add_argument("--uncertainty", choices=UncertaintyKind.values(), metavar="|".join(UncertaintyKind.values()),
+                        help="also write a per-voxel uncertainty map to OUT.zarr/uncertainty (0-1, same dtype): "
+                             "entropy of the probabilities (no extra pass), or disagreement of the 8 views "
+                             "(needs --tta); default: none")
     parser.add_argument("--block", nargs=3, type=int, metavar=("Z", "Y", "X"),
                         help="block shape, a whole number of output chunks (default 8 2048 2048 for 2D models, 64 256 256 for 3D)")
     parser.add_argument("--channel", type=int, metavar="N", help="channel of a multi-channel raw volume")
@@ -26,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="storage of probabilities (default uint8 = round(255 p))")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (local runs)")
     parser.add_argument("--precision", default="auto", metavar="auto|fp32|bf16",
-                        help="forward passes in auto (default: bf16 where native, else fp32), bf16 autocast (CPUs "
+                        help="forward passes in auto (default: bf16 where native and measured faster, else fp32), bf16 autocast (CPUs "
                              "with AVX512-BF16/AMX, Ampere+ GPUs), fp32 or fp16 (CUDA); recorded in OUT.zarr; "
                              "a forest: fp32")
     parser.add_argument("--workers", type=_workers, default="auto", metavar="N|auto",
@@ -61,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from workbench.training.imported import load_model
 
     precision = Precision.parse(args.precision)  # unknown: "did you mean", before anything is loaded
-    options = PredictOptions(block_shape=args.block, tta=args.tta, scheduler=args.scheduler, dtype=args.dtype,
+    options = PredictOptions(block_shape=args.block, tta=bool(args.tta), scheduler=args.scheduler, dtype=args.dtype,
                              workers=args.workers, compile=args.compile, overwrite=args.overwrite,
-                             resume=args.resume)  # checked before anything is loaded
+                             resume=args.resume, uncertainty=args.uncertainty)  # checked before anything is loaded
     if not options.local and args.scheduler != "processes":
         client, _ = connect(args.scheduler)  # fail fast, before loading anything
         client.close()
@@ -74,6 +82,11 @@ def run(args: argparse.Namespace) -> int:
             raise WorkbenchError(f"the model takes 1 channel, the raw volume does not: {err}") from None
         raise
     predictor = load_model(args.model, device=args.device, precision=precision, raw=raw)
+    if args.tta is None and getattr(predictor, "recommended_tta", None):
+        import dataclasses
+
+        options = dataclasses.replace(options, tta=True)
+        print("test-time augmentation on: the run's validation found it pays (--no-tta to skip it)", file=sys.stderr)
     bar = tqdm(desc="predict", unit="block", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True,
                delay=0.5)  # delay: input errors stay one line
     try:
@@ -83,5 +96,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {result.path} ({result.blocks_total} blocks, {result.blocks_computed} computed, "
           f"{result.voxels_per_second / 1e6:.2f} Mvoxel/s"
           + (f", {result.info['workers']} blocks in flight" if "workers" in result.info else "")
-          + (f", {result.info['precision']}" if result.info.get("precision", "fp32") != "fp32" else "") + ")")
+          + (f", {result.info['precision']}" if result.info.get("precision", "fp32") != "fp32" else "")
+          + (f", uncertainty: {result.info['uncertainty']}" if result.info.get("uncertainty") else "") + ")")
     return 0 if result.complete else 1

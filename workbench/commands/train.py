@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 NAME = "train"
 HELP = "train a model on a raw volume and sparse labels (0 = unlabelled) and write a run directory"
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--iterations", type=int, metavar="N", help="train for N iterations (default 500)")
     parser.add_argument("--device", default="auto", help="auto|cpu|cuda|mps (default auto)")
     parser.add_argument("--precision", default="auto", metavar="auto|fp32|bf16",
-                        help="forward passes in auto (default: bf16 where native, else fp32), bf16 autocast (CPUs "
+                        help="forward passes in auto (default: bf16 where native and measured faster, else fp32), bf16 autocast (CPUs "
                              "with AVX512-BF16/AMX, Ampere+ GPUs; weights and losses stay fp32), fp32 or fp16 (CUDA)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--target", default="semantic", choices=("semantic", "boundaries", "affinities"),
@@ -44,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bn-recalibration", action="store_true",
                         help="keep the BatchNorm statistics of the training patches (by default they are recomputed "
                              "over the whole volume when training ends)")
+    parser.add_argument("--calibration", default="auto", metavar="auto|none|sampling|prior",
+                        help="correct the class proportions that balanced patch sampling teaches (default auto: "
+                             "chosen from the labels; sampling: the labels' proportions; prior: the volume's, "
+                             "estimated from the unlabelled voxels)")
+    parser.add_argument("--recipe", choices=("auto", "none"), default="auto",
+                        help="auto (default): width and validation split chosen from the labels, said in one line; "
+                             "none: exactly the settings given")
     parser.add_argument("--semi", choices=("none", "mean-teacher"), default="none",
                         help="learn from the unlabelled voxels of sparse labels too: mean-teacher pseudo-labels "
                              "(default none)")
@@ -125,7 +133,10 @@ def run(args: argparse.Namespace) -> int:
         bn_recalibration=not args.no_bn_recalibration,
         precision=precision,
         init=args.init,
+        calibration=args.calibration,
     )
+    config.validate()  # bad values: one line, before the labels are looked at
+    recipe = _apply_recipe(args, config, labels)
     t0 = time.perf_counter()
     resume = True if args.resume else ("if-present" if args.resume_or_start else False)
     try:
@@ -134,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         if err.path is None and str(err).startswith("labels"):
             raise WorkbenchError(str(err), args.labels) from None
         raise
+    if recipe is not None:
+        print(recipe.summary(), file=sys.stderr)
     if args.resume_or_start:
         print(f"resuming from iteration {trainer.start_iteration}" if trainer.resume_state is not None
               else f"no checkpoint in {args.out} yet: starting a new run", file=sys.stderr)
@@ -151,6 +164,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _apply_recipe(args: argparse.Namespace, config, labels):
+    """The recipe chosen from ``labels`` applied to ``config`` (None: ``--recipe none`` or a resume, which keeps
+    the settings it started with).
+
+    Raises:
+        WorkbenchError: the labels label nothing.
+    """
+    from workbench.errors import WorkbenchError
+    from workbench.training.recipe import choose_recipe, label_stats
+
+    resuming = args.resume or (args.resume_or_start and (Path(args.out) / "checkpoint.pt").exists())
+    if args.recipe != "auto" or resuming:
+        return None
+    stats = label_stats(labels)
+    if stats.labelled_fraction == 0:
+        raise WorkbenchError("labels contain no labelled voxel (0 = unlabelled): annotate something first", args.labels)
+    recipe = choose_recipe(config, stats, _explicit(args))
+    recipe.apply(config)
+    return recipe
+
+
+def _explicit(args: argparse.Namespace) -> set[str]:
+    """The TrainConfig fields the command line set (the recipe leaves them alone)."""
+    given = {"arch_options": bool(args.option), "val_slices": bool(args.val_slices),
+             "val_fraction": bool(args.val_fraction), "patch_shape": args.patch is not None,
+             "batch_size": args.batch is not None, "calibration": args.calibration != "auto"}
+    return {k for k, v in given.items() if v}
+
+
 def _summary(args: argparse.Namespace, trainer, last: dict, seconds: float) -> str:
     """The one line printed when training ends."""
     parts = [f"trained {args.arch} ({trainer.config.target}: {', '.join(trainer.task.channel_names)})",
@@ -163,5 +205,10 @@ def _summary(args: argparse.Namespace, trainer, last: dict, seconds: float) -> s
             parts.append(f"{key.replace('_', ' ')} {last[key]:.3f}")
     if trainer.bn_recalibration and trainer.bn_recalibration["tiles"]:
         parts.append(f"BatchNorm statistics from {trainer.bn_recalibration['tiles']} tiles of the volume")
+    if trainer.calibration is not None and trainer.calibration.mode != "none":
+        parts.append(f"calibration {trainer.calibration.mode} ({trainer.calibration.reason})")
+    if trainer.prediction_defaults:
+        parts.append("test-time augmentation " + ("recommended" if trainer.prediction_defaults["tta"] else "off")
+                     + f" ({trainer.prediction_defaults['reason']})")
     parts.append(f"-> {args.out}")
     return "; ".join(parts)

@@ -14,8 +14,12 @@ HELP = "open Neuroglancer on a volume (plus labels, predictions, segmentation); 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="SRC", help="raw volume: file or folder, file.h5:/dataset, store.zarr/array, ...")
     parser.add_argument("--labels", metavar="SRC", help="sparse labels / class labels (integers, 0 = unlabelled)")
-    parser.add_argument("--pred", metavar="SRC", help="class probabilities (one layer per channel)")
+    parser.add_argument("--pred", metavar="SRC",
+                        help="class probabilities (one layer per channel; a prediction written with --uncertainty "
+                             "also gets a hidden 'uncertainty' heat-map layer)")
     parser.add_argument("--seg", metavar="SRC", help="instance segmentation (integers, 0 = background)")
+    parser.add_argument("--suggestions", metavar="FILE.json",
+                        help="ranked boxes from `workbench suggest`, shown as box annotations (rank and score)")
     parser.add_argument("--voxel-size", nargs=3, type=float, metavar=("Z", "Y", "X"), help="voxel size in nm")
     parser.add_argument("--port", type=int, default=0, metavar="P", help="port (default: a free one)")
     parser.add_argument("--host", "--bind", dest="bind", default="127.0.0.1", metavar="ADDR",
@@ -66,6 +70,7 @@ def build_viewer(args: argparse.Namespace):
     from workbench.errors import WorkbenchError
     from workbench.io import open_labels, open_volume
     from workbench.ports import port_is_free
+    from workbench.suggestions import read_suggestions
     from workbench.viewer.live import WorkbenchViewer
 
     raw = open_volume(args.src, voxel_size=args.voxel_size)
@@ -75,6 +80,7 @@ def build_viewer(args: argparse.Namespace):
         if vol is not None:
             check_shape(vol, raw, opt)
     pred = open_channels(args.pred, raw) if args.pred else None
+    suggestions = read_suggestions(args.suggestions, raw.shape) if getattr(args, "suggestions", None) else None
     notes = []
     port = int(args.port)
     if not 0 <= port <= 65535:
@@ -91,8 +97,11 @@ def build_viewer(args: argparse.Namespace):
         viewer.set_labels(labels)
     if pred is not None:
         viewer.set_probabilities(pred)
+        viewer.set_prediction_uncertainty(args.pred)
     if seg is not None:
         viewer.set_segmentation(seg)
+    if suggestions is not None:
+        viewer.set_suggestions(suggestions)
     return viewer, notes
 
 

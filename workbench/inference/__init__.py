@@ -13,7 +13,7 @@ from workbench.inference.blockwise import PredictionResult, predict_volume
 from workbench.inference.compute import predict_array, predict_block
 from workbench.inference.executors import auto_workers, connect
 from workbench.inference.options import PredictOptions, StorageDtype
-from workbench.inference.output import open_prediction, prediction_class_map, read_info
+from workbench.inference.output import open_prediction, open_uncertainty, prediction_class_map, read_info
 from workbench.inference.planner import default_block_shape
 from workbench.inference.slices import predict_slice
 from workbench.inference.tiling import TTA_TRANSFORMS, predict_region, ramp_weights
@@ -27,6 +27,7 @@ __all__ = [
     "connect",
     "default_block_shape",
     "open_prediction",
+    "open_uncertainty",
     "prediction_class_map",
     "predict_array",
     "predict_block",

@@ -55,6 +55,8 @@ def _run_info(predictor: Predictor, raw: Volume, plan: BlockPlan, options: Predi
         "block_shape": list(plan.block_shape),
         "halo": list(plan.halo),
         "tta": options.tta,
+        # the uncertainty measure written to OUT.zarr/uncertainty (absent: none)
+        **({"uncertainty": str(options.uncertainty)} if options.uncertainty else {}),
         "target": str(predictor.target or ""),
         # the forward passes' precision ("fp32", "bf16"; the forest: always fp32); a predictor without one: fp32
         "precision": str(predictor.precision),
@@ -67,7 +69,8 @@ def _layout(predictor: Predictor, raw: Volume, plan: BlockPlan, options: Predict
     names = list(predictor.channel_names)
     return StoreLayout(shape=(len(names), *plan.shape), chunks=(1, *chunk_shape(plan.block_shape)),
                        dtype=options.dtype.value, voxel_size=tuple(raw.voxel_size), channel_names=names,
-                       info=_run_info(predictor, raw, plan, options))
+                       info=_run_info(predictor, raw, plan, options),
+                       uncertainty=str(options.uncertainty) if options.uncertainty else None)
 
 
 def _postfix(prog: Progress) -> dict:

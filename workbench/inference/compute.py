@@ -11,6 +11,7 @@ import numpy as np
 from workbench.geometry import Box
 from workbench.inference.planner import PlannedBlock, plan_regions
 from workbench.inference.tiling import effective_divisor, effective_halo, predict_region
+from workbench.inference.uncertainty import UncertaintyKind, entropy, tta_with_disagreement
 from workbench.models.predictor import Predictor, as_predictor
 
 #: Default largest tile given to the predictor at once (voxels): bounds the network's activations.
@@ -52,17 +53,56 @@ def default_tile_shape(predictor: Predictor, read_shape: Sequence[int]) -> tuple
     return (z, y, x)
 
 
-def predict_planned(predictor: Predictor, raw, block: PlannedBlock, tile_shape: Sequence[int] | None = None,
-                    tta: bool = False) -> np.ndarray:
-    """Predict one :class:`~workbench.inference.planner.PlannedBlock`: float32 (out_channels, *core.shape)."""
-    predictor = as_predictor(predictor)
+def _planned_input(raw, block: PlannedBlock) -> np.ndarray:
+    """The raw data a planned block gives the predictor: its read region, padded as planned."""
     data = np.asarray(raw[block.read.slices])
     pad = block.padding
     if any(p != (0, 0) for p in pad):
         data = np.pad(data, pad, mode="reflect" if min(data.shape) > 1 else "edge")
+    return data
+
+
+def predict_planned(predictor: Predictor, raw, block: PlannedBlock, tile_shape: Sequence[int] | None = None,
+                    tta: bool = False) -> np.ndarray:
+    """Predict one :class:`~workbench.inference.planner.PlannedBlock`: float32 (out_channels, *core.shape)."""
+    predictor = as_predictor(predictor)
     tile = tile_shape or default_tile_shape(predictor, block.input.shape)
-    probs = predict_region(predictor, data, tile, tta=tta)
+    probs = predict_region(predictor, _planned_input(raw, block), tile, tta=tta)
     return probs[(slice(None), *block.core.relative_to(block.input))]
+
+
+def predict_planned_with_uncertainty(predictor: Predictor, raw, block: PlannedBlock, kind: str,
+                                     tile_shape: Sequence[int] | None = None,
+                                     tta: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Predict one planned block and its per-voxel uncertainty (:mod:`workbench.inference.uncertainty`).
+
+    Args:
+        kind: ``entropy`` (of the block's probabilities: no extra forward pass) or ``disagreement`` (of the 8
+            TTA views, computed once for both; needs ``tta``; tiles are cross-faded like the probabilities).
+
+    Returns:
+        (float32 (out_channels, *core.shape) probabilities as :func:`predict_planned` gives them,
+        float32 core-shaped uncertainty in [0, 1]).
+
+    Raises:
+        ValueError: ``disagreement`` without ``tta``.
+    """
+    predictor = as_predictor(predictor)
+    kind = UncertaintyKind.parse(kind)
+    core = (slice(None), *block.core.relative_to(block.input))
+    if kind == UncertaintyKind.ENTROPY:
+        probs = predict_planned(predictor, raw, block, tile_shape, tta)
+        return probs, entropy(probs, predictor.activation or "softmax")
+    if not tta:
+        raise ValueError("the disagreement of the views needs tta")
+
+    def with_disagreement(tile_data: np.ndarray) -> np.ndarray:
+        probs, unc = tta_with_disagreement(predictor, tile_data)
+        return np.concatenate([probs, unc[None]])
+
+    tile = tile_shape or default_tile_shape(predictor, block.input.shape)
+    out = predict_region(predictor, _planned_input(raw, block), tile, predict_tile=with_disagreement)[core]
+    return out[:-1], np.clip(out[-1], 0.0, 1.0)
 
 
 def predict_block(predictor: Predictor, raw, core: Box, tile_shape: Sequence[int] | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.errors import WorkbenchError
-from workbench.inference.compute import compile_predictor, predict_planned
+from workbench.inference.compute import compile_predictor, predict_planned, predict_planned_with_uncertainty
 from workbench.inference.options import PredictOptions
 from workbench.inference.planner import PlannedBlock
 from workbench.inference.writer import BlockStore
@@ -46,6 +46,8 @@ class BlockJob:
     precision: str = "fp32"
     #: where workers run the predictor: "cpu", or "cuda" (each worker's own GPU, see ``executors.gpu_cluster``)
     device: str = "cpu"
+    #: the uncertainty measure written beside the probabilities, or None
+    uncertainty: str | None = None
 
 
 def _cached(key: str, make: Callable[[], object]):
@@ -96,6 +98,11 @@ def run_block(job: BlockJob, block: PlannedBlock, predictor: Predictor | None = 
             torch.set_num_threads(job.torch_threads)
     predictor = predictor if predictor is not None else _load_predictor(job)
     raw = raw if raw is not None else _load_raw(job)
+    if job.uncertainty:
+        probs, unc = predict_planned_with_uncertainty(predictor, raw, block, job.uncertainty,
+                                                      tile_shape=job.tile_shape, tta=job.tta)
+        job.store.write(block.index, block.core, probs, unc)
+        return block.index
     probs = predict_planned(predictor, raw, block, tile_shape=job.tile_shape, tta=job.tta)
     job.store.write(block.index, block.core, probs)
     return block.index
@@ -148,6 +155,7 @@ def make_job(predictor: Predictor, raw: Volume, store: BlockStore, options: Pred
         compile=options.compile,
         precision=str(predictor.precision),
         device="cuda" if remote and _device_type(predictor) == "cuda" else "cpu",
+        uncertainty=str(options.uncertainty) if options.uncertainty else None,
     )
 
 

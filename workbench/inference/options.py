@@ -42,6 +42,19 @@ def _positive_int(value: Any, what: str, allow: tuple = ()) -> Any:
     return value
 
 
+def _uncertainty_kind(value: Any, tta: bool):
+    """``value`` as an :class:`~workbench.inference.uncertainty.UncertaintyKind` (or None), checked against ``tta``."""
+    if value is None:
+        return None
+    from workbench.inference.uncertainty import UncertaintyKind  # lazy: it imports the tiling code
+
+    kind = UncertaintyKind.parse(value)
+    if kind == UncertaintyKind.DISAGREEMENT and not tta:
+        raise WorkbenchError("uncertainty 'disagreement' compares the 8 test-time-augmented views: add --tta "
+                             "(or use 'entropy', which needs no extra forward pass)")
+    return kind
+
+
 @dataclass(frozen=True)
 class PredictOptions:
     """How :func:`~workbench.inference.predict_volume` runs (validated on construction).
@@ -61,6 +74,9 @@ class PredictOptions:
         compile: ``torch.compile`` a torch predictor's model and mirror-pad border blocks to one input shape.
         overwrite: replace an existing output (finished or interrupted).
         resume: continue an interrupted prediction (finished blocks are skipped).
+        uncertainty: also write a per-voxel uncertainty map (``OUT.zarr/uncertainty``, same storage dtype):
+            ``"entropy"`` (from each block's probabilities, no extra forward pass) or ``"disagreement"`` (of
+            the 8 views, so only with ``tta``: the views are computed anyway); None (default): none.
 
     Raises:
         WorkbenchError: a value out of range (one line naming it).
@@ -77,6 +93,7 @@ class PredictOptions:
     compile: bool = False
     overwrite: bool = False
     resume: bool = False
+    uncertainty: str | None = None
 
     def __post_init__(self):
         def put(name, value):
@@ -96,6 +113,7 @@ class PredictOptions:
         if not timeout > 0:
             raise WorkbenchError(f"scheduler timeout must be a positive number of seconds, got {self.scheduler_timeout!r}")
         put("scheduler_timeout", timeout)
+        put("uncertainty", _uncertainty_kind(self.uncertainty, self.tta))
         if isinstance(self.scheduler, str) and not self.scheduler.strip():
             raise WorkbenchError("scheduler must be 'threads', 'processes' or a tcp://host:port address, got ''")
 

@@ -8,6 +8,11 @@ renamed to ``OUT.zarr``. Readers (:func:`open_prediction`) refuse anything not m
 Probabilities are stored as ``uint8`` (``round(255 p)``) by default: a quarter of float32 and half of
 float16, an error of at most 1/510 (far below what thresholds, watershed or metrics resolve), and
 directly displayable in Neuroglancer. ``float16`` is available when more precision is wanted.
+
+With an uncertainty measure (``PredictOptions.uncertainty``) the group also holds ``uncertainty/``: a
+single-scale NGFF image (z, y, x) in the same storage dtype and chunks, values in [0, 1] (uint8: round(255 u)),
+its ``workbench`` attribute ``{"kind": "uncertainty", "measure": "entropy" | "disagreement"}``; each block writes
+it before its done-marker. The prediction's own ``workbench.uncertainty`` names the measure.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from workbench.io.volume import Volume
 
 PARTIAL_SUFFIX = ".partial"
 MARKER_DIR = "_blocks_done"
+#: The uncertainty image inside a prediction group.
+UNCERTAINTY = "uncertainty"
 STORAGE_DTYPES = tuple(StorageDtype.values())
 
 
@@ -84,6 +91,8 @@ class StoreLayout:
     voxel_size: tuple[float, ...]
     channel_names: list[str]
     info: dict
+    #: the uncertainty measure written beside the probabilities (``uncertainty/``), or None
+    uncertainty: str | None = None
 
 
 def create_store(path: Path, layout: StoreLayout):
@@ -105,8 +114,29 @@ def create_store(path: Path, layout: StoreLayout):
     attrs["workbench"] = dict(layout.info, kind="prediction", complete=False, channel_names=names,
                               storage_dtype=dtype)
     root.attrs.update(attrs)
+    if layout.uncertainty:
+        _create_uncertainty(root, layout)
     (path / MARKER_DIR).mkdir(exist_ok=True)
     return root
+
+
+def uncertainty_attrs(name: str, voxel_size: Sequence[float], measure: str, dtype: str) -> dict:
+    """NGFF 0.4 ``multiscales`` of a single-scale (z, y, x) uncertainty image, and its ``workbench`` record."""
+    axes = [{"name": a, "type": "space", "unit": "nanometer"} for a in "zyx"]
+    scale = [{"type": "scale", "scale": [float(v) for v in voxel_size]}]
+    return {
+        "multiscales": [{"version": "0.4", "name": name, "axes": axes,
+                         "datasets": [{"path": "0", "coordinateTransformations": scale}]}],
+        "workbench": {"kind": "uncertainty", "measure": str(measure), "storage_dtype": str(dtype)},
+    }
+
+
+def _create_uncertainty(root, layout: StoreLayout) -> None:
+    group = root.create_group(UNCERTAINTY)
+    group.create_array("0", shape=tuple(int(s) for s in layout.shape[1:]),
+                       chunks=tuple(int(c) for c in layout.chunks[1:]), dtype=str(layout.dtype), fill_value=0,
+                       chunk_key_encoding={"name": "v2", "separator": "/"})
+    group.attrs.update(uncertainty_attrs(UNCERTAINTY, layout.voxel_size, str(layout.uncertainty), str(layout.dtype)))
 
 
 def read_info(path: str | Path) -> dict:
@@ -139,12 +169,15 @@ def finish_store(store: Path, out: Path) -> None:
 
 
 def write_block(store: str | Path, index: Sequence[int], core_slices: tuple[slice, ...], probs: np.ndarray,
-                dtype: str) -> None:
-    """Write one block's core (float probabilities, c z y x) and then its done-marker."""
+                dtype: str, uncertainty: np.ndarray | None = None) -> None:
+    """Write one block's core (float probabilities, c z y x; and its z y x uncertainty), then its done-marker."""
     import zarr
 
     arr = zarr.open_array(str(Path(store) / "0"), mode="r+")
     arr[(slice(None), *core_slices)] = to_storage(probs, dtype)
+    if uncertainty is not None:
+        unc = zarr.open_array(str(Path(store) / UNCERTAINTY / "0"), mode="r+")
+        unc[core_slices] = to_storage(uncertainty, dtype)
     marker = marker_path(store, index)
     tmp = marker.with_name(marker.name + ".tmp")
     tmp.write_bytes(b"")
@@ -244,3 +277,57 @@ def prediction_class_map(path: str | Path):
 
     arr = open_prediction(path)
     return class_map(da.from_array(arr, chunks=(arr.shape[0], *arr.chunks[1:])))
+
+
+def has_uncertainty(path: str | Path) -> str | None:
+    """The uncertainty measure stored with the prediction at ``path`` (``"entropy"``, ...), or None."""
+    try:
+        info = read_info(path)
+    except WorkbenchError:
+        return None
+    measure = info.get("uncertainty")
+    return str(measure) if measure and (Path(path) / UNCERTAINTY / "0").exists() else None
+
+
+def open_uncertainty(path: str | Path, stored: bool = False) -> Volume:
+    """The uncertainty image of a finished prediction (written with ``PredictOptions.uncertainty``).
+
+    Args:
+        path: the ``OUT.zarr``.
+        stored: the values as stored (uint8 round(255 u) or float16, what viewers read cheaply); default: a
+            lazy float32 view in [0, 1].
+
+    Returns:
+        a (z, y, x) :class:`~workbench.io.volume.Volume` named by the measure.
+
+    Raises:
+        WorkbenchError: not a finished prediction, or one written without uncertainty.
+    """
+    import zarr
+
+    arr = open_prediction(path)
+    measure = has_uncertainty(path)
+    if measure is None:
+        raise WorkbenchError("this prediction has no uncertainty; predict with --uncertainty entropy", path)
+    unc = zarr.open_array(str(Path(path) / UNCERTAINTY / "0"), mode="r")
+    if tuple(unc.shape) != tuple(arr.shape[1:]):
+        raise WorkbenchError(f"uncertainty of shape {tuple(unc.shape)} does not match the prediction "
+                             f"{tuple(arr.shape[1:])}", path)
+    root = zarr.open_group(str(path), mode="r")
+    scale = root.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    data = unc if stored else _FloatArray(unc)
+    return Volume(data, tuple(scale[1:]), name=f"uncertainty ({measure})", source=str(Path(path) / UNCERTAINTY / "0"),
+                  attrs={"workbench": {"kind": "uncertainty", "measure": measure}})
+
+
+class _FloatArray:
+    """A lazy float32 view of a stored (z, y, x) array (uint8 / 255 or float16)."""
+
+    def __init__(self, arr):
+        self._arr = arr
+        self.shape = tuple(arr.shape)
+        self.dtype = np.dtype(np.float32)
+        self.chunks = tuple(arr.chunks)
+
+    def __getitem__(self, key):
+        return from_storage(np.asarray(self._arr[key]))

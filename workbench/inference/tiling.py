@@ -20,7 +20,7 @@ and needs no blending at all.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -138,6 +138,7 @@ def predict_region(
     data: np.ndarray,
     tile_shape: Sequence[int] | None = None,
     tta: bool = False,
+    predict_tile: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Predict a whole in-memory region, tiled and blended when larger than ``tile_shape``.
 
@@ -147,16 +148,21 @@ def predict_region(
         tile_shape: the largest block given to the predictor at once (default: the whole region).
             For 2D predictors the z extent is the number of slices batched per call.
         tta: combine the 8 yx rotations/flips (:func:`combine_views`: mean logits of class probabilities).
+        predict_tile: what one tile's (channels, z, y, x) output is (default: the predictor, with ``tta``);
+            e.g. probabilities with an uncertainty channel, blended like them.
 
     Returns:
         float32 array (out_channels, z, y, x).
     """
     predictor = as_predictor(predictor)
+    if predict_tile is None:
+        def predict_tile(tile_data: np.ndarray) -> np.ndarray:
+            return _predict_tta(predictor, tile_data, tta)
     shape = tuple(int(s) for s in data.shape)
     halo = effective_halo(predictor)
     tile = shape if tile_shape is None else tuple(min(int(t), s) for t, s in zip(tile_shape, shape))
     if tile == shape:
-        return _predict_tta(predictor, data, tta)
+        return predict_tile(data)
     for t, s, h in zip(tile, shape, halo):
         if t < s and t < 4 * h:
             raise ValueError(f"tile shape {tile} must be at least 4x the halo {halo} where it splits the region")
@@ -173,7 +179,7 @@ def predict_region(
     for parts in itertools.product(*axes):
         origin = tuple(o for o, _ in parts)
         box = Box(origin, tuple(t for _, t in parts))
-        pred = _predict_tta(predictor, data[box.slices], tta)
+        pred = predict_tile(data[box.slices])
         if out is None:
             out = np.zeros((pred.shape[0], *shape), dtype=np.float32)
         ws = [

@@ -24,7 +24,7 @@ import numpy as np
 
 from workbench.choices import Choice
 from workbench.inference.slices import slice_with_context
-from workbench.inference.tiling import TTA_TRANSFORMS, predict_region, tta_views
+from workbench.inference.tiling import TTA_TRANSFORMS, _view_term, combine_views, predict_region, tta_views
 from workbench.models.predictor import Predictor, as_predictor
 
 #: Probabilities are clipped to [EPS, 1 - EPS] inside the logarithms.
@@ -90,6 +90,34 @@ def disagreement(views: Sequence[np.ndarray], activation: str | None = "softmax"
     h_mean, hmax = _entropy_terms(mean, activation)
     h_views = np.mean([_entropy_terms(v, activation)[0] for v in views], axis=0)
     return np.clip((h_mean - h_views) / hmax, 0.0, 1.0).astype(np.float32)
+
+
+def tta_with_disagreement(predictor: Predictor, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 8 TTA views of one region combined as ``predict_region(..., tta=True)`` does, and their disagreement.
+
+    The views are not kept: running sums give both from one pass (memory: about three outputs, not eight).
+
+    Args:
+        predictor: a :class:`~workbench.models.predictor.Predictor`.
+        block: raw (z, y, x).
+
+    Returns:
+        (float32 (channels, z, y, x) combined probabilities, float32 (z, y, x) :func:`disagreement`).
+    """
+    predictor = as_predictor(predictor)
+    activation = predictor.activation
+    measure = activation or "softmax"
+    acc = mean = h_views = None
+    for y in tta_views(predictor, block):
+        term, h = _view_term(y, activation), _entropy_terms(y, measure)[0]
+        if acc is None:
+            acc, mean, h_views = term.astype(np.float32), y.astype(np.float32), h
+        else:
+            acc, mean, h_views = acc + term, mean + y, h_views + h
+    n = len(TTA_TRANSFORMS)
+    h_mean, hmax = _entropy_terms(mean / n, measure)
+    unc = np.clip((h_mean - h_views / n) / hmax, 0.0, 1.0).astype(np.float32)
+    return combine_views(acc, n, activation), unc
 
 
 def predict_with_uncertainty(predictor: Predictor, block: np.ndarray,

@@ -31,9 +31,9 @@ class BlockStore:
         """The block's done-marker exists."""
         return output.marker_path(self.path, index).exists()
 
-    def write(self, index: Sequence[int], core: Box, probs: np.ndarray) -> None:
-        """Write one block's core (float probabilities, c z y x), then its done-marker."""
-        output.write_block(self.path, index, core.slices, probs, self.dtype)
+    def write(self, index: Sequence[int], core: Box, probs: np.ndarray, uncertainty: np.ndarray | None = None) -> None:
+        """Write one block's core (float probabilities, c z y x; its z y x uncertainty), then its done-marker."""
+        output.write_block(self.path, index, core.slices, probs, self.dtype, uncertainty)
 
     def done_blocks(self) -> set[tuple[int, ...]]:
         """Grid indices of the blocks already written."""
@@ -47,12 +47,16 @@ def _stored_shape(path: Path) -> tuple[int, ...]:
 
 
 def _check_resumable(part: Path, out: Path, layout: StoreLayout) -> None:
-    """An interrupted store may be continued only by the same model, TTA, shape and blocks."""
+    """An interrupted store may be continued only by the same model, TTA, uncertainty, shape and blocks."""
     old, info = output.read_info(part), layout.info
     if old.get("model") != info["model"] or old.get("tta") != info["tta"]:
         raise WorkbenchError(
             f"cannot resume: the interrupted prediction used model {old.get('model')!r} "
             f"(tta {old.get('tta')}), this one {info['model']!r} (tta {info['tta']})", out)
+    if old.get("uncertainty") != info.get("uncertainty"):
+        raise WorkbenchError(
+            f"cannot resume: the interrupted prediction used uncertainty {old.get('uncertainty') or 'none'}, "
+            f"this one {info.get('uncertainty') or 'none'}", out)
     old_precision, precision = old.get("precision", "fp32"), info.get("precision", "fp32")
     if old_precision != precision:
         raise WorkbenchError(f"cannot resume: the interrupted prediction ran in {old_precision}, this one in "

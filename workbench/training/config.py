@@ -113,8 +113,8 @@ class TrainConfig:
     # stop when the validation loss has not improved for this many validations (0: off); the model kept is
     # then the one of the best validation
     early_stopping: int = 0
-    # forward passes in auto (default: bf16 autocast where native, AVX512-BF16/AMX CPUs and Ampere+ GPUs, else
-    # fp32; accuracy within seed noise of fp32, benchmarks/results/precision.json), fp32, bf16 or fp16 (CUDA,
+    # forward passes in auto (default: bf16 autocast where native and, on a CPU, measured faster, else fp32;
+    # accuracy within seed noise of fp32, benchmarks/results/precision.json), fp32, bf16 or fp16 (CUDA,
     # with a GradScaler); workbench/precision.py
     precision: Precision = Precision.AUTO
     # start from a model file instead of random weights (workbench/training/init.py): a run folder, a BioImage
@@ -123,6 +123,9 @@ class TrainConfig:
     # a self-supervised warm-up (workbench/training/pretext.py) instead of supervised training: the
     # PretextConfig fields (empty: supervised); such a run is what ``init`` fine-tunes
     pretext: dict = field(default_factory=dict)
+    # correct the class proportions the balanced patch sampler teaches a semantic model
+    # (workbench/training/calibration.py): auto (chosen from the labels), none, sampling or prior
+    calibration: str = "auto"
 
     def validate(self) -> None:
         """Raise ``WorkbenchError`` for values that cannot work."""
@@ -135,6 +138,9 @@ class TrainConfig:
         self.device = Device.parse(self.device)
         self.semi_supervised = SemiSupervised.parse(self.semi_supervised)
         self.precision = Precision.parse(self.precision)
+        from workbench.training.calibration import CalibrationMode
+
+        self.calibration = CalibrationMode.parse(self.calibration)
         if self.optimizer.lower() != "adamw":
             raise WorkbenchError(f"unknown optimizer {self.optimizer!r}; only adamw is available")
         if self.iterations is None and self.minutes is None:

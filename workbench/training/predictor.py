@@ -39,6 +39,9 @@ class _PredictorBase:
         self.activation = "sigmoid" if self.target == "affinities" else "softmax"
         self.normalisation = dict(state["normalisation"])
         self.iteration = int(state.get("iteration", 0))
+        defaults = state.get("prediction_defaults")
+        #: whether the run's validation found test-time augmentation worth its cost (None: not measured)
+        self.recommended_tta: bool | None = bool(defaults["tta"]) if isinstance(defaults, dict) and "tta" in defaults else None
         self.halo = info.halo(**state.get("arch_options", config.arch_options))
         #: total down-sampling (z, y, x): blockwise prediction aligns reads and tiles to it
         self.divisor = info.divisor(**state.get("arch_options", config.arch_options))
@@ -78,9 +81,18 @@ class TorchPredictor(_PredictorBase):
                 Path(run_dir) / CHECKPOINT_NAME) from None
         self.memory_format = torch.channels_last if info.dims == 2 else torch.channels_last_3d
         self.model = model.to(device=device, memory_format=self.memory_format).eval()
+        from workbench.training.calibration import Calibration
+
+        #: the run's class-prior calibration (``workbench.training.calibration``), None when it has none
+        self.calibration = Calibration.from_dict(state.get("calibration"))
+        active = (self.activation == "softmax" and self.calibration is not None and self.calibration.active()
+                  and len(self.calibration.bias) == self.out_channels)
+        self._bias = torch.tensor(self.calibration.bias, device=device).view(1, -1, *[1] * info.dims) if active else None
 
     def _activate(self, logits):
-        return logits.sigmoid() if self.activation == "sigmoid" else logits.softmax(1)
+        if self.activation == "sigmoid":
+            return logits.sigmoid()
+        return (logits if self._bias is None else logits + self._bias).softmax(1)
 
     def predict(self, block) -> np.ndarray:
         """Raw block (z, y, x) in the raw dtype -> float32 (out_channels, z, y, x)."""

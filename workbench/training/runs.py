@@ -19,7 +19,7 @@ def load_run(run_dir, device: str = "auto", precision: str = "fp32") -> Predicto
     Args:
         run_dir: the run folder.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``; a random forest always runs on the CPU.
-        precision: the forward passes' ``fp32`` (default), ``bf16``, ``auto`` (bf16 where native) or ``fp16``
+        precision: the forward passes' ``fp32`` (default), ``bf16``, ``auto`` (bf16 where native and measured faster) or ``fp16``
             (CUDA), resolved for the device (``predictor.precision``); a random forest always computes in fp32.
 
     Returns:

@@ -121,6 +121,15 @@ class TorchStrategy:
         if cfg.bn_recalibration:
             tile = [trainer.patch_shape[0], *(2 * p for p in trainer.patch_shape[1:])]
             hooks.append(BatchNormRecalibration(trainer.raw_norm, tile, seed=cfg.seed))
+        if trainer.task.kind == "semantic":  # after the BatchNorm statistics are final
+            from workbench.training.calibration import CalibrationHook
+
+            hooks.append(CalibrationHook(cfg.calibration, trainer.train_labels, trainer.raw_norm,
+                                         trainer.task.out_channels, seed=cfg.seed))
+            from workbench.training.test_time import TestTimeChoice
+
+            labelled = float(np.count_nonzero(trainer.train_labels)) / max(1, trainer.train_labels.size)
+            hooks.append(TestTimeChoice(val, labelled))
         hooks.append(Checkpointing(cfg.checkpoint_seconds))
         return hooks
 

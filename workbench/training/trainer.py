@@ -88,6 +88,10 @@ class Trainer:
         self.train_seconds = 0.0
         #: what the BatchNorm recalibration at the end of training did (tiles, voxels, seconds)
         self.bn_recalibration: dict | None = None
+        #: the class-prior calibration fitted when training ended (``workbench.training.calibration``)
+        self.calibration = None
+        #: what prediction should do by default, decided on validation (``workbench.training.test_time``)
+        self.prediction_defaults: dict = {}
         self.history: list[dict] = []
         self.error: BaseException | None = None
         self.last_checkpoint: Path | None = None

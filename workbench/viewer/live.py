@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Layer names the workbench uses.
 RAW, LABELS, SEGMENTATION, UNCERTAINTY, CLASS_MAP = "raw", "annotations", "segmentation", "uncertainty", "classes"
+#: The annotation layer of the ranked "scribble here next" boxes.
+SUGGESTIONS = "suggestions"
 #: Key bindings added to the viewer: commit drawn strokes to the label store, undo the last one.
 COMMIT_KEY, UNDO_KEY = "alt+keyc", "alt+keyz"
 
@@ -285,7 +287,8 @@ class WorkbenchViewer:
                 st.add_instance_layer(s, name, self._layer_sources(name), visible=visible)
             elif kind == "uncertainty":
                 src = local_volume(data, self.voxel_size, volume_type="image")
-                st.add_uncertainty_layer(s, name, src, options.get("window") or (0.0, 1.0), visible=visible)
+                window = options.get("window") or st.dtype_range(data.dtype)  # uint8: round(255 u)
+                st.add_uncertainty_layer(s, name, src, window, visible=visible)
             else:
                 raise WorkbenchError(f"unknown layer kind {kind!r}; use image, labels, probability, segmentation or uncertainty")
             self._sources[name] = src
@@ -403,9 +406,36 @@ class WorkbenchViewer:
             if position is not None:
                 s.position = [float(v) + 0.5 for v in position]
 
-    def set_uncertainty(self, volume) -> None:
-        """Show an uncertainty map (values in 0..1, high = uncertain)."""
-        self.set_layer(UNCERTAINTY, volume, "uncertainty")
+    def set_uncertainty(self, volume, visible: bool = True) -> None:
+        """Show an uncertainty map (values in 0..1, or 0..255 when uint8; high = uncertain) as a heat map."""
+        self.set_layer(UNCERTAINTY, volume, "uncertainty", visible=visible)
+
+    def set_prediction_uncertainty(self, path, visible: bool = False) -> str | None:
+        """Add the uncertainty stored with the prediction at ``path`` (hidden by default: tick it in the
+        layer list); returns its measure, or None (and adds nothing) when the prediction has none."""
+        from workbench.inference.output import has_uncertainty, open_uncertainty
+
+        measure = has_uncertainty(path)
+        if measure is not None:
+            self.set_uncertainty(open_uncertainty(path, stored=True), visible=visible)
+        return measure
+
+    def set_suggestions(self, suggestions: Sequence, name: str = SUGGESTIONS) -> list[str]:
+        """Show ranked suggestions (:class:`workbench.suggestions.Suggestion`, best first) as box annotations
+        (replacing the previous ones); returns their annotation ids.
+
+        Raises:
+            WorkbenchError: no volume shown yet.
+        """
+        if self.voxel_size is None:
+            raise WorkbenchError("show a volume before adding suggestions")
+        with self._lock, self.viewer.txn() as s:
+            return st.add_suggestion_layer(s, name, list(suggestions), self.voxel_size)
+
+    def go_to(self, position: Sequence[float]) -> None:
+        """Centre the view on ``position`` (``(z, y, x)`` voxels)."""
+        with self.viewer.txn() as s:
+            s.position = [float(v) + 0.5 for v in position]
 
     def set_probabilities(self, data, names: Sequence[str] | None = None, colors: Sequence[str] | None = None, prefix: str = "prob: ") -> list[str]:
         """Show class probabilities: one additive, class-coloured layer per channel.

@@ -265,6 +265,39 @@ def add_uncertainty_layer(state, name: str, source, window: tuple[float, float] 
     return state.layers[name]
 
 
+#: Colour of the suggestion boxes (the yellow of the app's suggestion box).
+SUGGESTION_COLOR = "#ffe119"
+
+
+def add_suggestion_layer(state, name: str, suggestions: Sequence, voxel_size: Sequence[float],
+                         color: str = SUGGESTION_COLOR) -> list[str]:
+    """Add ranked suggestions (:class:`workbench.suggestions.Suggestion`, best first) as box annotations.
+
+    Each box spans its half-open voxel box ``[z0, y0, x0, z1, y1, x1]`` (corners ``(z0, y0, x0)`` and
+    ``(z1, y1, x1)`` in the layer's z, y, x voxel coordinates); its description is ``#rank score S``, and
+    ``rank`` and ``score`` are annotation properties (shown in Neuroglancer's annotation list).
+
+    Returns:
+        the annotation ids (``suggestion-1``, ...), in rank order.
+    """
+    import neuroglancer
+
+    hex_to_rgb(color)  # validates
+    properties = [neuroglancer.AnnotationPropertySpec(id="rank", type="uint32"),
+                  neuroglancer.AnnotationPropertySpec(id="score", type="float32")]
+    annotations, ids = [], []
+    for rank, sug in enumerate(suggestions, start=1):
+        z0, y0, x0, z1, y1, x1 = (int(v) for v in sug.box)
+        ids.append(f"suggestion-{rank}")
+        annotations.append(neuroglancer.AxisAlignedBoundingBoxAnnotation(
+            id=ids[-1], point_a=[z0, y0, x0], point_b=[z1, y1, x1],
+            description=f"#{rank} score {float(sug.score):.3f}", props=[rank, float(sug.score)]))
+    state.layers[name] = neuroglancer.LocalAnnotationLayer(
+        dimensions=coordinate_space(voxel_size), annotation_color=color, annotation_properties=properties,
+        annotations=annotations)
+    return ids
+
+
 def draw_layer_name(info: LabelClass) -> str:
     """The name of the annotation layer where the user draws strokes of class ``info``."""
     return f"{DRAW_LAYER_PREFIX}{info.name}"
