@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         calibration=args.calibration,
     )
     config.validate()  # bad values: one line, before the labels are looked at
+    if Path(args.out).exists() and not Path(args.out).is_dir():  # before the recipe line: errors stay one line
+        raise WorkbenchError("File exists (the run directory must be a folder)", args.out)
     recipe = _apply_recipe(args, config, labels)
     t0 = time.perf_counter()
     resume = True if args.resume else ("if-present" if args.resume_or_start else False)
