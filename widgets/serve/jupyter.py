@@ -36,11 +36,10 @@ from widgets.serve.config import (
 )
 from workbench.errors import WorkbenchError
 from workbench.ports import free_port, port_is_free
+from workbench.stopping import STOP_SIGNALS, raise_keyboard_interrupt
 
 #: Seconds the server gets to stop its kernels after SIGTERM before it (and what is left) is killed.
 STOP_SECONDS = 8.0
-#: Signals that stop ``workbench app`` cleanly (Ctrl+C, kill/systemd/docker stop, a closed terminal).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @dataclass
@@ -269,10 +268,6 @@ def start_app_server(
     return server
 
 
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def serve_forever(server: AppServer, out=sys.stdout) -> int:
     """Print the app's URL and wait until Ctrl+C, SIGTERM or SIGHUP, or the server exits; then stop it.
 
@@ -282,7 +277,7 @@ def serve_forever(server: AppServer, out=sys.stdout) -> int:
     """
     print(f"EM Workbench is running. Open this URL in a browser (Ctrl+C to stop):\n\n    {server.url}\n", file=out, flush=True)
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, _interrupt) for sig in STOP_SIGNALS} if main_thread else {}
+    previous = {sig: signal.signal(sig, raise_keyboard_interrupt) for sig in STOP_SIGNALS} if main_thread else {}
     try:
         while server.process.poll() is None:
             time.sleep(0.5)

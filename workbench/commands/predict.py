@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from workbench.inference import PredictOptions, connect, predict_volume
     from workbench.io import open_volume
     from workbench.precision import Precision
+    from workbench.stopping import StopOnSignals
     from workbench.training.imported import load_model
 
     precision = Precision.parse(args.precision)  # unknown: "did you mean", before anything is loaded
@@ -89,10 +90,15 @@ def run(args: argparse.Namespace) -> int:
         print("test-time augmentation on: the run's validation found it pays (--no-tta to skip it)", file=sys.stderr)
     bar = tqdm(desc="predict", unit="block", file=sys.stderr, disable=args.no_progress, dynamic_ncols=True,
                delay=0.5)  # delay: input errors stay one line
-    try:
-        result = predict_volume(predictor, raw, args.out, options, progress=bar)
-    finally:
-        bar.close()
+    with StopOnSignals() as stop:  # kill/Ctrl+C/a closed terminal: stop at a block boundary, resumable
+        try:
+            result = predict_volume(predictor, raw, args.out, options, progress=bar, should_stop=stop)
+        finally:
+            bar.close()
+    if stop.requested and not result.complete:
+        print(f"workbench predict: stopped by {stop.name} after {result.blocks_done} of {result.blocks_total} "
+              f"blocks; {result.path} keeps them: continue with the same command and --resume", file=sys.stderr)
+        return stop.exit_code
     print(f"wrote {result.path} ({result.blocks_total} blocks, {result.blocks_computed} computed, "
           f"{result.voxels_per_second / 1e6:.2f} Mvoxel/s"
           + (f", {result.info['workers']} blocks in flight" if "workers" in result.info else "")

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from workbench.io import open_labels, open_volume
     from workbench.models import get_architecture
     from workbench.precision import Precision
+    from workbench.stopping import StopOnSignals
     from workbench.training import AugmentConfig, TrainConfig, Trainer
 
     precision = Precision.parse(args.precision)  # unknown: "did you mean", before anything is read
@@ -158,12 +159,17 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(total=total, initial=trainer.start_iteration, desc=f"train {args.arch}", unit="it",
                disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
     trainer.progress = bar
-    try:
-        last = trainer.run() or {}
-    finally:
-        bar.close()
+    with StopOnSignals() as stop:  # kill/Ctrl+C/a closed terminal: stop after this iteration, with a checkpoint
+        trainer.should_stop = stop
+        try:
+            last = trainer.run() or {}
+        finally:
+            bar.close()
     print(_summary(args, trainer, last, time.perf_counter() - t0))
-    return 0
+    if stop.requested:
+        print(f"workbench train: stopped by {stop.name} after iteration {trainer.iteration}; the checkpoint is in "
+              f"{args.out}: continue with the same command and --resume", file=sys.stderr)
+    return stop.exit_code
 
 
 def _apply_recipe(args: argparse.Namespace, config, labels):

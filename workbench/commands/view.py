@@ -105,16 +105,9 @@ def build_viewer(args: argparse.Namespace):
     return viewer, notes
 
 
-#: Signals that end ``workbench view`` cleanly (Ctrl+C, kill/systemd, a closed terminal).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     from workbench.exposure import check_exposure
+    from workbench.stopping import STOP_SIGNALS, raise_keyboard_interrupt
 
     warning = check_exposure(args.bind, None, getattr(args, "public", False), options="--public")
     viewer, notes = build_viewer(args)
@@ -127,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print("serving until Ctrl+C", file=sys.stderr, flush=True)
     for sig in STOP_SIGNALS:  # the server is a thread of this process: ending it releases the port
-        signal.signal(sig, _interrupt)
+        signal.signal(sig, raise_keyboard_interrupt)
     try:
         while True:
             time.sleep(3600)
