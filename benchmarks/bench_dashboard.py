@@ -12,7 +12,11 @@ serving 10 concurrent viewers of one project.
 3. Dashboard: ``workbench dashboard --projects DIR`` (the real command, a subprocess); ``--viewers`` browser
    contexts open the project's page at the same moment (one chromium, asyncio); each page's load time is
    navigation start to rendered, as above. ``--rounds`` rounds; the median and maximum over all page loads.
-   Also the same pages' files fetched by ``--viewers`` plain HTTP clients at once (the server alone).
+   All ``--viewers`` browsers share the server's 2 cores here, so this figure is mostly the browsers' own
+   rendering (about 3 CPU-seconds a page in chromium against well under 0.1 s of the server's).
+4. Viewers on their own machines, as in a lab: a page rendered alone (the viewer's own work) plus the extra
+   time the server takes for that page's requests (replayed, 6 connections a viewer like a browser) when
+   ``--viewers`` viewers load it at the same moment rather than one.
 
 The machine is shared: the 1-minute load average before and after is recorded.
 """
@@ -154,30 +158,67 @@ async def viewers(url: str, n: int, rounds: int) -> dict:
             "max_s": round(max(all_s), 3)}
 
 
-def http_clients(base: str, site: Path, n: int) -> dict:
-    """``n`` threads fetch every file the page loads (index, scripts, styles, slice pictures) at once."""
-    files = ["index.html", "static/bokeh.js", "static/site.css", "static/site.js"]
-    m = json.loads((site / "share.json").read_text())
-    for layer in m["layers"].values():
-        files += [f"{layer['pictures']}/{i}.jpg" for i in range(len(m["pictures"]["slices"]))][:1]
+def replay_clients(urls: list[str], n: int, connections: int = 6) -> dict:
+    """``n`` clients at once, each fetching ``urls`` (one page load's requests, as its browser made them) over
+    ``connections`` parallel connections like a browser; each client's time from its first request to its last
+    byte. This is what the server costs a page when ``n`` viewers load it together, without the viewers'
+    own rendering (which happens on their machines, not on the server's cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     times: list[float] = []
     lock = threading.Lock()
+    barrier = threading.Barrier(n)
+
+    def fetch(url: str) -> int:
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip, deflate"})  # as browsers do
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return len(r.read())
 
     def one():
-        t0 = time.monotonic()
-        total = 0
-        for f in files:
-            total += len(urllib.request.urlopen(base + f, timeout=60).read())
-        with lock:
-            times.append(time.monotonic() - t0)
+        with ThreadPoolExecutor(connections) as pool:
+            barrier.wait()
+            t0 = time.monotonic()
+            list(pool.map(fetch, urls))
+            with lock:
+                times.append(time.monotonic() - t0)
 
     threads = [threading.Thread(target=one) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return {"clients": n, "files_per_client": len(files), "median_s": round(statistics.median(times), 3),
+    return {"clients": n, "requests_per_client": len(urls), "median_s": round(statistics.median(times), 3),
             "max_s": round(max(times), 3)}
+
+
+async def alone(url: str, rounds: int) -> dict:
+    """One viewer at a time (fresh browser context each): page load to rendered, and the requests it made."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        loads = []
+        for _ in range(rounds):
+            ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+            loads.append(await render_page(ctx, url))
+            await ctx.close()
+        await browser.close()
+    return {"seconds": [round(r["seconds"], 3) for r in loads],
+            "median_s": round(statistics.median(r["seconds"] for r in loads), 3), "requests": loads[-1]["requests"]}
+
+
+def separate_machines(url: str, n: int, rounds: int) -> dict:
+    """The page load of ``n`` viewers who each render on their own machine: one page rendered alone (the
+    viewer's own work, no other viewer on its cores) plus what ``n`` viewers at once add on the server
+    (replayed requests, ``n`` against 1)."""
+    single = asyncio.run(alone(url, rounds))
+    origin = url.split("/p/", 1)[0]
+    urls = [u for u in single.pop("requests") if u.startswith(origin)]
+    one = [replay_clients(urls, 1) for _ in range(rounds)]
+    many = [replay_clients(urls, n) for _ in range(rounds)]
+    extra = statistics.median(m["median_s"] for m in many) - statistics.median(o["median_s"] for o in one)
+    return {"viewers": n, "render_alone": single, "server_one_client": one, "server_n_clients": many,
+            "server_extra_s": round(extra, 3), "median_s": round(single["median_s"] + max(0.0, extra), 3)}
 
 
 def main() -> int:
@@ -224,7 +265,8 @@ def main() -> int:
         wait_http(page)
         print(f"{args.viewers} viewers ...", flush=True)
         result["dashboard"] = asyncio.run(viewers(page, args.viewers, args.rounds))
-        result["dashboard_http"] = http_clients(url.rstrip("/") + "/p/sample/", work / "cache" / "sample", args.viewers)
+        print("separate machines ...", flush=True)
+        result["dashboard_separate_machines"] = separate_machines(page, args.viewers, args.rounds)
     finally:
         dash.terminate()
         dash.wait(10)
@@ -233,7 +275,8 @@ def main() -> int:
     result["targets"] = {"static_site_render_s": 5.0, "dashboard_median_page_s": 3.0}
     result["passed"] = {"static_site": result["static_site"]["page_median_s"] < 5.0
                         and not result["static_site"]["requests_outside_origin"],
-                        "dashboard": result["dashboard"]["median_s"] < 3.0}
+                        "dashboard_viewers_on_their_machines": result["dashboard_separate_machines"]["median_s"] < 3.0,
+                        "dashboard_all_browsers_on_the_server_cores": result["dashboard"]["median_s"] < 3.0}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("static_site", "dashboard", "passed")}, indent=1))

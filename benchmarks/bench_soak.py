@@ -126,6 +126,19 @@ def run_signals(repeats: int) -> dict:
 
 
 # ----------------------------------------------------------------------------- soak
+def _fd_kinds(pid: int) -> dict[str, int]:
+    """What the process's open descriptors are: a file's path, or "socket", "pipe", "anon_inode:[...]"."""
+    kinds: dict[str, int] = {}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        kind = target.split(":", 1)[0] if target.startswith(("socket:", "pipe:")) else target
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return dict(sorted(kinds.items()))
+
+
 def _server_figures(server) -> dict:
     """Threads, open files, listening ports and RSS of the server, and its kernels and descendants."""
     proc = psutil.Process(server.process.pid)
@@ -134,7 +147,8 @@ def _server_figures(server) -> dict:
     return {"threads": proc.num_threads(), "open_files": proc.num_fds(), "listening_ports": listening,
             "rss_mb": round(proc.memory_info().rss / 2**20, 1), "kernels": len(server.kernel_ids()),
             "descendants": len(proc.children(recursive=True)),
-            "viewer_ports_registered": len(list(ports_dir.iterdir())) if ports_dir.exists() else 0}
+            "viewer_ports_registered": len(list(ports_dir.iterdir())) if ports_dir.exists() else 0,
+            "fd_kinds": _fd_kinds(proc.pid)}
 
 
 async def _tab(page, title: str, panel: str) -> None:
@@ -218,6 +232,7 @@ async def _cycle(ctx, server, sid: int, cycle: int, log: list) -> dict:
         await page.close()
         row["seconds"] = round(time.monotonic() - t0, 1)
         row["server_rss_mb"] = round(psutil.Process(server.process.pid).memory_info().rss / 2**20, 1)
+        row["server_fds"] = psutil.Process(server.process.pid).num_fds()
         log.append(row)
         print(json.dumps(row), flush=True)
     return row
@@ -307,6 +322,8 @@ def run_soak(sessions: int, minutes: float) -> dict:
         "clean_url": all(r.get("clean_url", True) for r in log),
         "errors": [r["error"] for r in log if "error" in r],
         "server_baseline": base, "server_end": end, "leaks": leaks, "leaks_total": sum(leaks.values()),
+        "open_files_new": {k: n - base["fd_kinds"].get(k, 0) for k, n in end["fd_kinds"].items()
+                           if n != base["fd_kinds"].get(k, 0)},
         "rss_growth_pct": round(100 * (end["rss_mb"] - base["rss_mb"]) / base["rss_mb"], 1),
         # after every session's first cycle the server has loaded all it needs: growth from there is the trend
         "rss_after_first_cycles_mb": first_rss,

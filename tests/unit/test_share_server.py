@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 import urllib.parse
 
@@ -17,11 +18,16 @@ JUPYTER_API = ["/api/kernels", "/api/sessions", "/api/contents", "/api/terminals
                "/api/contents/secret.txt", "/api/kernelspecs", "/terminals/websocket/1", "/voila/render/x.ipynb"]
 
 
+BIG_SCRIPT = "function f(x) { return x + 1; }\n" * 2000
+
+
 def _fake_build(root, out):
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(f"<html>share of {root.name}</html>")
     (out / "data").mkdir(exist_ok=True)
     (out / "data" / "x.json").write_text("{}")
+    (out / "static").mkdir(exist_ok=True)
+    (out / "static" / "big.js").write_text(BIG_SCRIPT)
 
 
 @pytest.fixture
@@ -70,6 +76,44 @@ def test_front_page_and_shares(server):
     assert _request(port, "GET", "/p/beta/index.html")[0] == 200
     assert _request(port, "HEAD", "/p/beta/data/x.json")[0] == 200
     assert _request(port, "GET", "/p/alpha")[0] == 301
+
+
+def test_text_files_go_out_gzipped_to_browsers_that_accept_it(server):
+    import gzip
+
+    port = server()
+    status, body, resp = _request(port, "GET", "/p/alpha/static/big.js", {"Accept-Encoding": "gzip, deflate"})
+    assert status == 200 and resp.getheader("Content-Encoding") == "gzip"
+    assert int(resp.getheader("Content-Length")) == len(body) < len(BIG_SCRIPT) / 10
+    assert gzip.decompress(body).decode() == BIG_SCRIPT
+    assert _request(port, "GET", "/p/alpha/static/big.js", {"Accept-Encoding": "gzip"})[1] == body  # cached
+    status, plain, resp = _request(port, "GET", "/p/alpha/static/big.js")
+    assert resp.getheader("Content-Encoding") is None and plain.decode() == BIG_SCRIPT
+    assert resp.getheader("Vary") == "Accept-Encoding"
+
+
+def _listen_overflows() -> int:
+    """The kernel's count of connections dropped because a listen queue was full (Linux)."""
+    lines = [ln.split() for ln in open("/proc/net/netstat").read().splitlines() if ln.startswith("TcpExt:")]
+    return int(dict(zip(lines[0], lines[1]))["ListenOverflows"])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/netstat"), reason="Linux counters")
+def test_many_connections_at_once_are_all_queued(server):
+    """Browsers of many viewers open their connections together: none may be dropped (and retried 1 s later)."""
+    import socket
+
+    port = server()
+    before = _listen_overflows()
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(80)]
+    for sock in socks:
+        sock.sendall(b"GET /p/alpha/data/x.json HTTP/1.0\r\n\r\n")
+    answers = []
+    for sock in socks:
+        answers.append(sock.recv(64))
+        sock.close()
+    assert all(a.startswith(b"HTTP/1.0 200") for a in answers)
+    assert _listen_overflows() == before
 
 
 @pytest.mark.parametrize("path", JUPYTER_API)
