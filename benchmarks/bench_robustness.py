@@ -8,7 +8,7 @@ kill loop of ``tests/integration/test_kill_points.py`` with more kill points, th
     bad inputs tried / passed, fuzz cases run / failures (per reader), kill points tried / losses found.
 
 Usage: ``flock /tmp/wb-bench.lock .venv/bin/python benchmarks/bench_robustness.py [--examples 200]
-[--kills 40 8 20]``
+[--kills 40 8 20 20]``
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def kill_points(kills: dict[str, int]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=200, help="hypothesis examples per fuzz test")
-    ap.add_argument("--kills", type=int, nargs=3, default=(40, 8, 20), metavar=("ANNOTATE", "CHECKPOINT", "SEGMENT"))
+    ap.add_argument("--kills", type=int, nargs=4, default=(40, 8, 20, 20),
+                    metavar=("ANNOTATE", "CHECKPOINT", "SEGMENT", "MESH"))
     ap.add_argument("--note", default="", help="how this run was made (kept in the JSON)")
     args = ap.parse_args()
     os.chdir(REPO)
@@ -102,7 +103,7 @@ def main() -> None:
               "load_average_before": [round(v, 2) for v in load_before]}
     result["bad_inputs"] = bad_inputs()
     result["fuzz"] = fuzz(args.examples)
-    result["kill_points"] = kill_points(dict(zip(("annotate", "checkpoint", "segment"), args.kills)))
+    result["kill_points"] = kill_points(dict(zip(("annotate", "checkpoint", "segment", "mesh"), args.kills)))
     kp = result["kill_points"]
     result["summary"] = {
         "bad_inputs_tried": result["bad_inputs"]["tried"], "bad_inputs_passed": result["bad_inputs"]["passed"],

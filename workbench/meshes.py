@@ -14,7 +14,7 @@ The cache beside a segmentation ``SEG.zarr`` is ``SEG.zarr/meshes/`` (``MESH_DIR
 (zarr readers ignore the folder: it holds no zarr metadata):
 
 - ``info``: ``{"@type": "neuroglancer_legacy_mesh", "workbench": {smooth, simplify, voxel_size, ...}}``;
-- ``<id>:0``: the manifest ``{"fragments": ["<id>.frag"]}``;
+- ``<id>:0``: the manifest ``{"fragments": ["<id>.frag"]}`` (a rewritten mesh: ``<id>.<stamp>.frag``);
 - ``<id>.frag``: ``uint32`` vertex count, ``float32`` vertices ``(x, y, z)`` in nanometres (voxel centres at
   ``(i + 0.5) * voxel size``), ``uint32`` triangle indices; all little-endian.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -289,14 +290,31 @@ class MeshStore:
         return (self.path / f"{int(object_id)}:0").is_file()
 
     def write(self, object_id: int, mesh: Mesh) -> None:
-        """Write ``<id>.frag``, then its manifest ``<id>:0``: a manifest names only a fragment written whole,
-        and a manifest cut short is not valid JSON (:meth:`read` then says not cached). Two file creations
-        per object and no renames: creating files is what costs on a busy disk."""
+        """Write the mesh of ``object_id``, safe against a kill at any moment.
+
+        A first write: ``<id>.frag``, then its manifest ``<id>:0`` (a manifest names only a fragment written
+        whole, and one cut short is not valid JSON, so :meth:`read` says not cached); two file creations and
+        no renames, since creating files is what costs on a busy disk. A rewrite: the new fragment under a
+        new name, then the manifest replaced by a rename, then the old fragments removed, so the old mesh
+        stays readable until the new one is whole.
+        """
         oid = int(object_id)
         if not self.path.is_dir():
             self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / f"{oid}.frag").write_bytes(mesh.encode("xyz"))
-        (self.path / f"{oid}:0").write_text(json.dumps({"fragments": [f"{oid}.frag"]}))
+        manifest = self.path / f"{oid}:0"
+        data = mesh.encode("xyz")
+        if not manifest.exists():
+            (self.path / f"{oid}.frag").write_bytes(data)
+            manifest.write_text(json.dumps({"fragments": [f"{oid}.frag"]}))
+            return
+        frag = f"{oid}.{time.time_ns():x}.frag"
+        (self.path / frag).write_bytes(data)
+        tmp = self.path / f".{oid}:0.{frag}.tmp"  # a rename is atomic against kills; no fsync: a cache
+        tmp.write_text(json.dumps({"fragments": [frag]}))  # is remade, and fsyncs per object would cost
+        os.replace(tmp, manifest)  # more than the meshing
+        for old in self.path.glob(f"{oid}.*frag"):  # this object's earlier fragments (and any a kill left)
+            if old.name != frag:
+                old.unlink(missing_ok=True)
 
     def read(self, object_id: int) -> Mesh | None:
         """The mesh of ``object_id`` (all its fragments), or None when it is not cached."""

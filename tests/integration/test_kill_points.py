@@ -23,7 +23,7 @@ import pytest
 
 SHAPE = (6, 48, 48)  # the project volume
 CELL = 8  # each operation fills its own CELL x CELL box of one slice, so every acknowledgement is checkable
-MODES = ("annotate", "checkpoint", "segment")
+MODES = ("annotate", "checkpoint", "segment", "mesh")
 
 
 # ---------------------------------------------------------------------------------------------- the child
@@ -101,8 +101,22 @@ def _child_segment(root: Path) -> None:
         n += 1
 
 
+def _child_mesh(root: Path) -> None:
+    """Write the meshes of a stored segmentation again and again into one mesh folder (rewrites)."""
+    from workbench.meshes import write_meshes
+
+    write_meshes(root / "seg.zarr", root / "warm")  # the lazy imports, before the kills
+    print("READY", flush=True)
+    n = 0
+    while True:
+        write_meshes(root / "seg.zarr", root / "meshes")
+        _ack("mesh", n)
+        n += 1
+
+
 def child(mode: str, root: str) -> None:
-    {"annotate": _child_annotate, "checkpoint": _child_checkpoint, "segment": _child_segment}[mode](Path(root))
+    {"annotate": _child_annotate, "checkpoint": _child_checkpoint, "segment": _child_segment,
+     "mesh": _child_mesh}[mode](Path(root))
 
 
 # ---------------------------------------------------------------------------------------------- the parent
@@ -123,6 +137,18 @@ def make_setup(root: Path, mode: str) -> None:
         Project.create(root, np.zeros(SHAPE, dtype=np.uint8))
     elif mode == "checkpoint":
         root.mkdir(parents=True)
+    elif mode == "mesh":
+        import zarr
+
+        from workbench.meshes import write_meshes
+
+        root.mkdir(parents=True)
+        seg = np.zeros((8, 64, 64), np.uint32)
+        for k in range(12):  # 12 boxes of different sizes
+            y, x = 4 + (k // 4) * 20, 4 + (k % 4) * 15
+            seg[1:7 - k % 3, y:y + 6 + k % 5, x:x + 5 + k % 4] = k + 1
+        zarr.save_array(str(root / "seg.zarr"), seg)
+        write_meshes(root / "seg.zarr", root / "reference")
     else:
         from workbench.inference import PredictOptions, predict_volume
 
@@ -216,7 +242,29 @@ def _check_segment(root: Path, acks: list[list[str]], loop: KillLoop) -> None:
     loop.acks += len(acks)
 
 
-CHECKS = {"annotate": _check_annotate, "checkpoint": _check_checkpoint, "segment": _check_segment}
+def _check_mesh(root: Path, acks: list[list[str]], loop: KillLoop) -> None:
+    """Once a pass was acknowledged, every object's mesh reads and equals the reference; none is ever wrong."""
+    from workbench.meshes import MeshStore
+
+    reference, store = MeshStore(root / "reference"), MeshStore(root / "meshes")
+    done = bool(acks) or loop.acks > 0
+    if (root / "meshes" / "info").exists() and "@type" not in store.info():
+        loop.losses.append("the mesh folder's info is unreadable")
+    for oid in reference.ids():
+        mesh, want = store.read(oid), reference.read(oid)
+        if mesh is None:
+            if done:
+                loop.losses.append(f"mesh {oid} gone after a pass was acknowledged")
+        elif not (np.array_equal(mesh.vertices, want.vertices) and np.array_equal(mesh.faces, want.faces)):
+            loop.losses.append(f"mesh {oid} reads but differs from the reference")
+    frags = len(list((root / "meshes").glob("*.frag"))) if (root / "meshes").exists() else 0
+    if frags > len(reference.ids()) + 1:  # at most the one fragment in flight when killed
+        loop.losses.append(f"fragments pile up: {frags} for {len(reference.ids())} objects")
+    loop.acks += len(acks)
+
+
+CHECKS = {"annotate": _check_annotate, "checkpoint": _check_checkpoint, "segment": _check_segment,
+          "mesh": _check_mesh}
 
 
 def kill_loop(root: Path, mode: str, kills: int, max_delay: float = 0.5, seed: int = 0) -> KillLoop:
@@ -244,7 +292,7 @@ def kill_loop(root: Path, mode: str, kills: int, max_delay: float = 0.5, seed: i
 
 
 #: kill points per mode in the test (the benchmark runs more) and the longest wait before the kill (s)
-TEST_KILLS = {"annotate": (12, 0.4), "checkpoint": (3, 0.4), "segment": (5, 0.5)}
+TEST_KILLS = {"annotate": (12, 0.4), "checkpoint": (3, 0.4), "segment": (5, 0.5), "mesh": (8, 0.6)}
 
 
 @pytest.mark.parametrize("mode", MODES)
