@@ -225,9 +225,12 @@ async def _cycle(ctx, server, sid: int, cycle: int, log: list) -> dict:
         await page.wait_for_function("() => +document.querySelector('.wb-step-annotate .wb-count-1').innerText > 0",
                                      timeout=120_000)
         row["counts_after_reload"] = (await _count(page, 1), await _count(page, 2))
+        # the sessions share one project and paint over each other's strokes at the same places, so a count
+        # can drop between a page's stroke and its reload without anything lost (work_on_disk checks the disk)
         row["reloaded"] = row["counts_after_reload"][0] >= counts[0] and row["counts_after_reload"][1] >= counts[1]
     except Exception as err:  # recorded: a failed cycle is a finding, the soak goes on
         row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        row["server_log_tail"] = server.log_text()[-3000:]  # the kernels' warnings and errors land there
     finally:
         await page.close()
         row["seconds"] = round(time.monotonic() - t0, 1)
@@ -297,6 +300,11 @@ def run_soak(sessions: int, minutes: float) -> dict:
             idle = _wait_idle(server)
             end = _server_figures(server)
             end["idle"] = idle
+            if not idle:  # what the kernels still alive are doing
+                end["left_alive"] = [{"pid": k.pid, "status": k.status(), "cpu_s": round(sum(k.cpu_times()[:2]), 1),
+                                      "threads": k.num_threads(), "cmdline": " ".join(k.cmdline())[-160:]}
+                                     for k in psutil.Process(server.process.pid).children(recursive=True)]
+                end["server_log_tail"] = server.log_text()[-3000:]
             return {"baseline": baseline, "end": end, "elapsed_s": round(elapsed, 1)}
 
         figures = asyncio.run(main())
