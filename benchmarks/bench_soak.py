@@ -312,6 +312,11 @@ def run_soak(sessions: int, minutes: float) -> dict:
         on_disk = _work_on_disk(project.root)
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+    return _soak_figures(sessions, minutes, figures, log, on_disk)
+
+
+def _soak_figures(sessions: int, minutes: float, figures: dict, log: list[dict], on_disk: dict) -> dict:
+    """The soak's result: cycles, leaks (end against the warm-up baseline), memory growth, work on disk."""
     base, end = figures["baseline"], figures["end"]
     done = [r for r in log if "error" not in r]
     firsts = [r["server_rss_mb"] for r in log if r["cycle"] == 0]

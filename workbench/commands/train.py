@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from workbench.models import get_architecture
     from workbench.precision import Precision
     from workbench.stopping import StopOnSignals
-    from workbench.training import AugmentConfig, TrainConfig, Trainer
+    from workbench.training import Trainer
 
     precision = Precision.parse(args.precision)  # unknown: "did you mean", before anything is read
     arch_options = parse_options(args.option)
@@ -116,26 +116,7 @@ def run(args: argparse.Namespace) -> int:
     labels = open_labels(args.labels)
     if labels.shape != raw.shape:
         raise WorkbenchError(f"labels shape {labels.shape} differs from raw shape {raw.shape}", args.labels)
-    config = TrainConfig(
-        arch_options=arch_options,
-        arch=args.arch,
-        target=args.target,
-        patch_shape=list(args.patch) if args.patch else None,
-        batch_size=args.batch,
-        iterations=args.iterations if args.iterations is not None else (None if args.minutes else 500),
-        minutes=args.minutes,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        val_slices=list(args.val_slices),
-        val_fraction=args.val_fraction,
-        augment=AugmentConfig.none() if args.no_augment else AugmentConfig(),
-        semi_supervised=args.semi,
-        bn_recalibration=not args.no_bn_recalibration,
-        precision=precision,
-        init=args.init,
-        calibration=args.calibration,
-    )
+    config = _config(args, arch_options, precision)
     config.validate()  # bad values: one line, before the labels are looked at
     if Path(args.out).exists() and not Path(args.out).is_dir():  # before the recipe line: errors stay one line
         raise WorkbenchError("File exists (the run directory must be a folder)", args.out)
@@ -170,6 +151,33 @@ def run(args: argparse.Namespace) -> int:
         print(f"workbench train: stopped by {stop.name} after iteration {trainer.iteration}; the checkpoint is in "
               f"{args.out}: continue with the same command and --resume", file=sys.stderr)
     return stop.exit_code
+
+
+
+def _config(args: argparse.Namespace, arch_options: dict, precision):
+    """The TrainConfig the command line asks for (before the recipe)."""
+    from workbench.training import AugmentConfig, TrainConfig
+
+    return TrainConfig(
+        arch_options=arch_options,
+        arch=args.arch,
+        target=args.target,
+        patch_shape=list(args.patch) if args.patch else None,
+        batch_size=args.batch,
+        iterations=args.iterations if args.iterations is not None else (None if args.minutes else 500),
+        minutes=args.minutes,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        val_slices=list(args.val_slices),
+        val_fraction=args.val_fraction,
+        augment=AugmentConfig.none() if args.no_augment else AugmentConfig(),
+        semi_supervised=args.semi,
+        bn_recalibration=not args.no_bn_recalibration,
+        precision=precision,
+        init=args.init,
+        calibration=args.calibration,
+    )
 
 
 def _apply_recipe(args: argparse.Namespace, config, labels):
