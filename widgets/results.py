@@ -105,7 +105,7 @@ class ResultsPanel:
             W.HTML("<hr>"), self.compare_box, self.z, self.metrics, self.runs_compare.widget, self.objects.widget,
             W.HBox([self.ng_btn, W.HTML("&nbsp; export: "), self.export_zarr, self.export_tiff, self.export_model]),
             self.exports, self.share.widget, self.ng_box, self.status.widget]), "wb-step", f"wb-step-{self.step}")
-        ctx.on("run", lambda **kw: kw.get("state") == "finished" and (self.refresh_runs(), self.runs_compare.refresh()))
+        ctx.on("run", lambda **kw: kw.get("state") == "finished" and self._on_run_finished(kw.get("run")))
         ctx.on("project", lambda **_: self.refresh())
         self.refresh()
 
@@ -138,6 +138,14 @@ class ResultsPanel:
         defaults = state.get("prediction_defaults")
         return bool(defaults.get("tta")) if isinstance(defaults, dict) else bool(self.tta.value)
 
+    #: the run this page trained last: chosen over newer runs other pages of the same project trained
+    _own_run: str | None = None
+
+    def _on_run_finished(self, run_id: str | None) -> None:
+        self._own_run = run_id or self._own_run
+        self.refresh_runs()
+        self.runs_compare.refresh()
+
     def refresh_runs(self) -> None:
         runs = [r for r in self.project.runs() if r.checkpoint is not None and not (r.config or {}).get("pretext")]
         opts = []
@@ -148,7 +156,8 @@ class ResultsPanel:
                          r.id))
         self.run.options = opts
         if opts:
-            self.run.value = opts[0][1]
+            ids = [v for _, v in opts]
+            self.run.value = self._own_run if self._own_run in ids else opts[0][1]
             self.predict_btn.disabled = False
             self.tta.value = self._recommended_tta()
         else:

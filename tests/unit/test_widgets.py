@@ -278,6 +278,15 @@ def test_train_then_results(ctx, project):
 
     # results lists the run (the "run" event), predicts in the background, scores against the truth
     assert results.run.value == run.id and not results.predict_btn.disabled
+    import shutil
+
+    other = project.runs_path / (run.id + "-9")  # a newer run trained by another page of the same project
+    shutil.copytree(run.path, other)
+    results.refresh_runs()
+    assert results.run.value == run.id  # this page predicts its own run, not the other page's
+    assert other.name in [v for _, v in results.run.options]
+    shutil.rmtree(other)
+    results.refresh_runs()
     assert results.tta.value is bool(load_checkpoint(run.path / "checkpoint.pt")["prediction_defaults"]["tta"])
     results.tta.value = False  # the run's recommendation is the default; one view first
     results.predict(wait=True)
