@@ -153,7 +153,6 @@ def run(args: argparse.Namespace) -> int:
     return stop.exit_code
 
 
-
 def _config(args: argparse.Namespace, arch_options: dict, precision):
     """The TrainConfig the command line asks for (before the recipe)."""
     from workbench.training import AugmentConfig, TrainConfig

@@ -267,15 +267,14 @@ class DashboardHandler(BaseHTTPRequestHandler):
     def _file_body(self, path: Path) -> tuple[bytes, str | None]:
         """The file's bytes, gzip-compressed (from the server's cache) when the browser accepts it and the
         kind compresses; returns ``(body, content encoding or None)``."""
-        data = path.read_bytes()
-        if (path.suffix not in COMPRESSIBLE or len(data) < 1024
-                or "gzip" not in self.headers.get("Accept-Encoding", "")):
-            return data, None
         st = path.stat()
+        if (path.suffix not in COMPRESSIBLE or st.st_size < 1024
+                or "gzip" not in self.headers.get("Accept-Encoding", "")):
+            return path.read_bytes(), None
         key = (str(path), st.st_mtime_ns, st.st_size)
-        compressed = self.cache.gzipped.get(key)
+        compressed = self.cache.gzipped.get(key)  # cached: the file is not read again
         if compressed is None:
-            compressed = gzip.compress(data, compresslevel=6, mtime=0)
+            compressed = gzip.compress(path.read_bytes(), compresslevel=6, mtime=0)
             with self.cache.guard:
                 while len(self.cache.gzipped) >= GZIP_CACHE_ENTRIES:
                     self.cache.gzipped.pop(next(iter(self.cache.gzipped)))
