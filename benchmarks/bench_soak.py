@@ -194,6 +194,18 @@ async def _stroke(page, class_name: str, class_id: int, offset: float) -> int:
     return await _count(page, class_id)
 
 
+async def _until_done(page, step: str, action: str | None = None) -> None:
+    """Wait until the step's ETA line says done; raise with the status line if the step shows an error."""
+    action = action or step
+    await page.wait_for_function(
+        f"""() => document.querySelector('.wb-{action}-eta').innerText.startsWith('done')
+                 || document.querySelector('.wb-status-{step} .wb-status-error') !== null""",
+        timeout=900_000, polling=1000)
+    error = await page.query_selector(f".wb-status-{step} .wb-status-error")
+    if error is not None:
+        raise RuntimeError(f"{action} failed in the app: {(await error.inner_text()).strip()}")
+
+
 async def _cycle(ctx, server, sid: int, cycle: int, log: list) -> dict:
     t0 = time.monotonic()
     row = {"session": sid, "cycle": cycle}
@@ -211,13 +223,11 @@ async def _cycle(ctx, server, sid: int, cycle: int, log: list) -> dict:
         await _tab(page, "4 Train", "train")
         await page.select_option(".wb-train-duration select", label="30 s")
         await page.click(".wb-action-train")
-        await page.wait_for_function("() => document.querySelector('.wb-train-eta').innerText.startsWith('done')",
-                                     timeout=900_000, polling=1000)
+        await _until_done(page, "train")
         row["trained"] = True
         await _tab(page, "5 Results", "results")
         await page.click(".wb-action-predict")
-        await page.wait_for_function("() => document.querySelector('.wb-predict-eta').innerText.startsWith('done')",
-                                     timeout=900_000, polling=1000)
+        await _until_done(page, "results", "predict")
         row["predicted"] = True
         await page.reload(timeout=300_000)
         await page.wait_for_selector(".wb-step >> visible=true", timeout=300_000)  # back at the last step

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench import locks
 from workbench.errors import WorkbenchError
 from workbench.inference.executors import make_executor
 from workbench.inference.jobs import make_job
@@ -119,7 +120,8 @@ def predict_volume(
     if options.tta and predictor.target == "affinities":
         raise WorkbenchError("test-time augmentation would flip affinity directions; run affinity models without --tta")
     plan = plan_blocks(predictor, raw.shape, options.block_shape, fixed=options.compile)
-    with make_executor(options, predictor, raw) as executor:  # connects first: fails before anything is written
+    # connect first (fails before anything is written), then lock: one prediction writes an output at a time
+    with make_executor(options, predictor, raw) as executor, locks.exclusive(out, "this prediction"):
         layout = _layout(predictor, raw, plan, options)
         writer = PredictionWriter.open(out, layout, overwrite=options.overwrite, resume=options.resume)
         if writer.complete:  # resuming a finished output: nothing left to do
@@ -140,10 +142,11 @@ def predict_volume(
         executor.run(job, todo, on_done, should_stop)
         seconds = time.perf_counter() - t0
         info = {**layout.info, **executor.info}
-    n_done = len(writer.done_blocks())
-    complete = n_done == plan.n_blocks  # also when a stop request came after the last block
+        n_done = len(writer.done_blocks())
+        complete = n_done == plan.n_blocks  # also when a stop request came after the last block
+        path = writer.finish() if complete else writer.partial
     return PredictionResult(
-        path=writer.finish() if complete else writer.partial,
+        path=path,
         complete=complete,
         blocks_total=plan.n_blocks,
         blocks_done=n_done,
