@@ -359,6 +359,9 @@ class TrainPanel:
         return f, eta
 
     def _finished(self) -> None:
+        # the other steps learn of the run before the page says "done": a user (or a script) who clicks
+        # Predict at once must get this run, not the newest one another page of the project finished
+        self.ctx.emit("run", run=self.run_dir.name if self.run_dir else None, state="finished")
         self.start_btn.disabled = False
         self.stop_btn.disabled = True
         err = self.trainer.error if self.trainer is not None else None
@@ -378,7 +381,6 @@ class TrainPanel:
                 self.status.set("training finished; the model is saved. Next: Results", "ok")
         self._last_pred = 0.0
         threading.Thread(target=self._predict_now, daemon=True).start()
-        self.ctx.emit("run", run=self.run_dir.name if self.run_dir else None, state="finished")
 
     def _update_curves(self) -> None:
         with self._lock:

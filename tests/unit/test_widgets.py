@@ -255,6 +255,9 @@ def test_train_then_results(ctx, project):
     results = ResultsPanel(ctx, size=128)
     assert results.predict_btn.disabled  # nothing trained yet
 
+    shown_when_done = []
+    train.progress_text.observe(lambda ch: ch["new"].startswith("done") and shown_when_done.append(results.run.value),
+                                "value")
     train.start(iterations=12)
     assert train.stop_btn.disabled is False
     with pytest.raises(WorkbenchError, match="already running"):
@@ -278,6 +281,7 @@ def test_train_then_results(ctx, project):
 
     # results lists the run (the "run" event), predicts in the background, scores against the truth
     assert results.run.value == run.id and not results.predict_btn.disabled
+    assert shown_when_done == [run.id]  # Results knew this run before the page said "done"
     import shutil
 
     other = project.runs_path / (run.id + "-9")  # a newer run trained by another page of the same project
