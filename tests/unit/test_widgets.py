@@ -236,6 +236,19 @@ def _check_run_inputs(run, project) -> None:
     assert inputs["recipe"] is None or inputs["recipe"].startswith("recipe: ")
 
 
+def _check_own_run_is_kept(results, project, run) -> None:
+    """A newer run trained by another page of the same project is listed, but this page keeps its own."""
+    import shutil
+
+    other = project.runs_path / (run.id + "-9")
+    shutil.copytree(run.path, other)
+    results.refresh_runs()
+    assert results.run.value == run.id
+    assert other.name in [v for _, v in results.run.options]
+    shutil.rmtree(other)
+    results.refresh_runs()
+
+
 def test_train_then_results(ctx, project):
     from widgets.annotate import AnnotatePanel
     from widgets.results import ResultsPanel
@@ -282,15 +295,7 @@ def test_train_then_results(ctx, project):
     # results lists the run (the "run" event), predicts in the background, scores against the truth
     assert results.run.value == run.id and not results.predict_btn.disabled
     assert shown_when_done == [run.id]  # Results knew this run before the page said "done"
-    import shutil
-
-    other = project.runs_path / (run.id + "-9")  # a newer run trained by another page of the same project
-    shutil.copytree(run.path, other)
-    results.refresh_runs()
-    assert results.run.value == run.id  # this page predicts its own run, not the other page's
-    assert other.name in [v for _, v in results.run.options]
-    shutil.rmtree(other)
-    results.refresh_runs()
+    _check_own_run_is_kept(results, project, run)
     assert results.tta.value is bool(load_checkpoint(run.path / "checkpoint.pt")["prediction_defaults"]["tta"])
     results.tta.value = False  # the run's recommendation is the default; one view first
     results.predict(wait=True)
