@@ -111,6 +111,26 @@ def test_command_line_and_config(tmp_path):
     compile(cfg, "config", "exec")
 
 
+def test_closed_pages_keep_no_kernel_streams(tmp_path):
+    """A page's kernel is never reconnected: its zmq streams close with its websocket (no offline buffer)."""
+    from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
+    from traitlets.config import PyFileConfigLoader
+
+    (tmp_path / "c.py").write_text(config.config_text())
+    manager = MappingKernelManager(config=PyFileConfigLoader("c.py", str(tmp_path)).load_config())
+    assert manager.buffer_offline_messages is False
+
+    class Stream:
+        closed = False
+
+        def close(self):
+            self.closed = True
+
+    streams = {"iopub": Stream(), "shell": Stream(), "control": Stream(), "stdin": Stream()}
+    manager.start_buffering("kernel", "session", streams)
+    assert all(s.closed for s in streams.values()) and not manager._kernel_buffers
+
+
 def test_environment_for_kernels(tmp_path):
     env = config.app_environment(tmp_path, project=tmp_path / "proj", data=tmp_path, base={"PATH": "/bin"})
     assert env[config.PROJECT_ENV] == str((tmp_path / "proj").resolve())

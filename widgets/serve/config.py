@@ -108,6 +108,8 @@ def config_text() -> str:
             f"c.MappingKernelManager.cull_idle_timeout = {CULL_IDLE_SECONDS}",
             f"c.MappingKernelManager.cull_interval = {CULL_INTERVAL_SECONDS}",
             "c.MappingKernelManager.cull_connected = False",
+            "# a closed page's kernel is shut down, never reconnected: keep no zmq streams for it",
+            "c.MappingKernelManager.buffer_offline_messages = False",
             f"c.KernelManager.shutdown_wait_time = {KERNEL_SHUTDOWN_SECONDS}",
             f"c.MappingKernelManager.allowed_message_types = {list(ALLOWED_KERNEL_MESSAGES)!r}",
             "c.IdentityProvider.cookie_options = {'samesite': 'Lax'}",
