@@ -429,6 +429,23 @@ def test_2d_tiles_cover_a_block_and_its_halo_in_one_call_or_equal_parts():
     assert (y, x) == (2144, 2144) and y <= TILE_2D_MAX
 
 
+def test_3d_tiles_never_split_below_four_halos():
+    """A 3D model's block (the unet3d's: halo 17 x 48 x 48) is tiled only where the blend has room; predicting
+    it through the real tiling works (it raised when a yx edge was halved below 4 halos)."""
+    from workbench.inference.compute import DEFAULT_TILE_VOXELS, default_tile_shape
+    from workbench.inference.tiling import predict_region
+
+    pred = GaussianPredictor(halo=(17, 48, 48))
+    assert default_tile_shape(pred, (98, 352, 352)) == (98, 352, 352)  # no axis can be halved: one tile
+    tile = default_tile_shape(pred, (98, 800, 800))
+    assert tile == (98, 200, 200) and all(t >= 4 * h for t, h in zip(tile[1:], (48, 48)))
+    small = GaussianPredictor(halo=(2, 4, 4))
+    assert np.prod(default_tile_shape(small, (64, 512, 512))) <= DEFAULT_TILE_VOXELS
+    data = np.random.default_rng(0).integers(0, 255, (40, 200, 420)).astype(np.uint8)
+    out = predict_region(pred, data, default_tile_shape(pred, data.shape))
+    assert out.shape == (2, 40, 200, 420) and np.isfinite(out).all()
+
+
 def test_predict_options_are_checked_once_with_one_line_errors():
     from workbench.inference import StorageDtype
 

@@ -31,7 +31,7 @@ def _split_evenly(size: int, cap: int, halo: int) -> int:
 
 def default_tile_shape(predictor: Predictor, read_shape: Sequence[int]) -> tuple[int, int, int]:
     """The predictor's own ``tile_shape`` if it has one; else for 2D predictors whole slices up to
-    ``TILE_2D_MAX``^2 (larger ones split into equal tiles), for 3D ones the read region capped at ~4 M voxels."""
+    ``TILE_2D_MAX``^2 (larger ones split into equal tiles), for 3D ones the read region halved until ~4 M voxels (never below 4 halos along a split axis)."""
     predictor = as_predictor(predictor)
     if predictor.tile_shape is not None:
         own = tuple(int(t) for t in predictor.tile_shape)
@@ -42,15 +42,18 @@ def default_tile_shape(predictor: Predictor, read_shape: Sequence[int]) -> tuple
         y, x = _split_evenly(y, TILE_2D_MAX, halo[1]), _split_evenly(x, TILE_2D_MAX, halo[2])
         z = max(1, min(z, DEFAULT_TILE_VOXELS // (y * x)))
         return (z, y, x)
-    while z * y * x > DEFAULT_TILE_VOXELS:
-        # halve the largest axis until the tile fits
-        if z >= y and z >= x:
-            z = (z + 1) // 2
-        elif y >= x:
-            y = (y + 1) // 2
-        else:
-            x = (x + 1) // 2
-    return (z, y, x)
+    # halve the axis largest against its halo until the tile fits; a split axis keeps at least 4 halos (what
+    # blending overlapping tiles needs), so a region that cannot be split further is one tile
+    halo = effective_halo(predictor)
+    least = [max(1, 4 * int(h)) for h in halo]
+    dims = [z, y, x]
+    while dims[0] * dims[1] * dims[2] > DEFAULT_TILE_VOXELS:
+        can = [i for i in range(3) if (dims[i] + 1) // 2 >= least[i]]
+        if not can:
+            break
+        i = max(can, key=lambda a: dims[a] / least[a])
+        dims[i] = (dims[i] + 1) // 2
+    return (dims[0], dims[1], dims[2])
 
 
 def _planned_input(raw, block: PlannedBlock) -> np.ndarray:
