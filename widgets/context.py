@@ -45,6 +45,14 @@ class AppContext:
         self._listeners: dict[str, list[Callable]] = defaultdict(list)
         self.jobs: dict[str, Job] = {}
         self._viewer = None
+        #: the run this session trained last (the steps are built when first shown: one built after the
+        #: training finished must still pick this run, not the newest run another page of the project trained)
+        self.trained_run: str | None = None
+        self.on("run", self._remember_run)
+
+    def _remember_run(self, run: str | None = None, state: str | None = None, **_) -> None:
+        if state == "finished" and run:
+            self.trained_run = run
 
     # ---- events
     def on(self, event: str, fn: Callable[..., None]) -> None:
@@ -64,6 +72,7 @@ class AppContext:
         """Make ``project`` the open one (remembered for the next page load) and tell every panel."""
         self.stop_jobs()
         self.project = project
+        self.trained_run = None
         try:
             self.workspace.mkdir(parents=True, exist_ok=True)
             atomic_write(self.workspace / CURRENT_FILE, str(Path(project.root).resolve()))

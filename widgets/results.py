@@ -105,6 +105,7 @@ class ResultsPanel:
             W.HTML("<hr>"), self.compare_box, self.z, self.metrics, self.runs_compare.widget, self.objects.widget,
             W.HBox([self.ng_btn, W.HTML("&nbsp; export: "), self.export_zarr, self.export_tiff, self.export_model]),
             self.exports, self.share.widget, self.ng_box, self.status.widget]), "wb-step", f"wb-step-{self.step}")
+        self._own_run = ctx.trained_run  # finished before this step was first shown
         ctx.on("run", lambda **kw: kw.get("state") == "finished" and self._on_run_finished(kw.get("run")))
         ctx.on("project", lambda **_: self.refresh())
         self.refresh()
@@ -142,7 +143,7 @@ class ResultsPanel:
     _own_run: str | None = None
 
     def _on_run_finished(self, run_id: str | None) -> None:
-        self._own_run = run_id or self._own_run
+        self._own_run = run_id or self._own_run or self.ctx.trained_run
         self.refresh_runs()
         self.runs_compare.refresh()
 

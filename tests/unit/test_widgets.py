@@ -237,14 +237,18 @@ def _check_run_inputs(run, project) -> None:
 
 
 def _check_own_run_is_kept(results, project, run) -> None:
-    """A newer run trained by another page of the same project is listed, but this page keeps its own."""
+    """A newer run trained by another page of the same project is listed, but this page keeps its own, also
+    in a Results step first shown (built) after the training finished."""
     import shutil
+
+    from widgets.results import ResultsPanel
 
     other = project.runs_path / (run.id + "-9")
     shutil.copytree(run.path, other)
     results.refresh_runs()
     assert results.run.value == run.id
     assert other.name in [v for _, v in results.run.options]
+    assert ResultsPanel(results.ctx, size=64).run.value == run.id
     shutil.rmtree(other)
     results.refresh_runs()
 
