@@ -18,7 +18,14 @@ the end-to-end gain of prediction is at most this; a compiled prediction also ke
 the eager default runs two on one thread each). Gain = eager time / compiled time - 1; compile is a candidate
 for a default only where that gain is above 10 %, and becomes one after an end-to-end run confirms it.
 
+End to end (``--end-to-end``, for the rows where compile pays): ``predict_volume`` (the real pipeline:
+reading, halos, blending, writing, blocks in flight) on a synthetic uint8 zarr of ``--e2e-shape``, eager with
+the default workers against compiled (cold cache, then warm), each in a fresh process; the wall time, and the
+steady seconds per block from the progress stamps. From those, the gain at 1 Gvoxel and the smallest number of
+blocks at which compile gains more than 10 % (cold cache).
+
 Usage: python benchmarks/bench_compile.py [--archs unet2d ...] [--precisions fp32 bf16] [--seconds 20]
+       [--end-to-end [--e2e-shape 64 512 1024] [--only-end-to-end]]
 """
 
 from __future__ import annotations
@@ -135,16 +142,39 @@ def stage_train(args) -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
-STAGES = {"predict": stage_predict, "train": stage_train}
+def stage_volume(args) -> dict:
+    """``predict_volume`` of ``args.vol`` with ``args.run`` (eager or compiled): wall and steady block seconds."""
+    from workbench.inference import PredictOptions, predict_volume
+    from workbench.io import open_volume
+    from workbench.training import load_run
+
+    t0 = time.perf_counter()
+    predictor = load_run(args.run, device="cpu", precision=args.precision)
+    raw = open_volume(args.vol)
+    stamps: list[float] = []
+    result = predict_volume(predictor, raw, Path(args.out), PredictOptions(overwrite=True, compile=args.compile),
+                            progress=lambda done, total, stats: stamps.append(time.perf_counter()))
+    wall = time.perf_counter() - t0
+    n = result.blocks_total
+    # steady: the blocks after the first one or two (compile, start-up) until the last
+    skip = min(2, n - 1)
+    steady = (stamps[-1] - stamps[skip - 1]) / (n - skip) if n > skip >= 1 else None
+    return {"wall_s": wall, "blocks": n, "steady_block_s": steady, "first_blocks_s": stamps[skip - 1] - t0,
+            "workers": result.info.get("workers"), "block_shape": result.info["block_shape"],
+            "voxels": int(raw.size)}
+
+
+STAGES = {"predict": stage_predict, "train": stage_train, "volume": stage_volume}
 
 
 def _run(stage: str, arch: str, precision: str, compiled: bool, cache: Path, seconds: float,
-         run_dir: Path | None) -> dict:
+         run_dir: Path | None, extra: tuple[str, ...] = ()) -> dict:
     """One stage in a fresh process with the inductor cache at ``cache``; its JSON line."""
     argv = [sys.executable, __file__, "--stage", stage, "--arch", arch, "--precision", precision,
             "--seconds", str(seconds)]
     if run_dir is not None:
         argv += ["--run", str(run_dir)]
+    argv += extra
     if compiled:
         argv.append("--compile")
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(cache), WORKBENCH_NO_REEXEC="1",
@@ -174,6 +204,55 @@ def _gains(kind: str, eager: dict, cold: dict, warm: dict) -> dict:
             "compile_s_warm": None if "error" in warm else round(warm["first_call_s"] - warm["steady_s"], 1)}
 
 
+def _min_blocks(eager_block: float, compiled_block: float, overhead: float) -> int | None:
+    """Fewest blocks at which ``n x eager_block > 1.1 x (overhead + n x compiled_block)``; None: never."""
+    saving = eager_block - (1 + THRESHOLD) * compiled_block
+    return None if saving <= 0 else int(np.floor((1 + THRESHOLD) * overhead / saving)) + 1
+
+
+def _end_to_end(args, pairs: list[tuple[str, str]], tmp: Path) -> list[dict]:
+    """``predict_volume`` eager against compiled (cold, warm) for each (arch, precision); see the docstring."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_predict import make_volume
+
+    nz, ny, nx = args.e2e_shape
+    vol = tmp / "e2e.zarr"
+    make_volume(vol, 0, seed=7, yx=ny, nz=nz)
+    if nx != ny:  # make_volume writes square sections: crop a view of the wanted x extent
+        import zarr
+
+        src = zarr.open_array(str(vol), mode="r")
+        dst = zarr.create_array(str(tmp / "e2e_x.zarr"), shape=(nz, ny, nx), chunks=src.chunks, dtype="uint8",
+                                zarr_format=2)
+        for z0 in range(0, nz, 8):
+            dst[z0:z0 + 8] = np.tile(src[z0:z0 + 8], (1, 1, -(-nx // ny)))[:, :, :nx]
+        vol = tmp / "e2e_x.zarr"
+    rows = []
+    for arch, precision in pairs:
+        run_dir = tmp / f"e2e-run-{arch}"
+        if not run_dir.exists():
+            _make_run(arch, run_dir)
+        cache = tmp / f"e2e-cache-{arch}-{precision}"
+        extra = ("--vol", str(vol), "--out", str(tmp / "e2e-out.zarr"))
+        eager = _run("volume", arch, precision, False, cache, 0, run_dir, extra)
+        cold = _run("volume", arch, precision, True, cache, 0, run_dir, extra)
+        warm = _run("volume", arch, precision, True, cache, 0, run_dir, extra)
+        row = {"arch": arch, "precision": precision, "shape": [nz, ny, nx], "eager": eager,
+               "compiled_cold_cache": cold, "compiled_warm_cache": warm}
+        e, c = eager.get("steady_block_s"), cold.get("steady_block_s")
+        if e and c and "error" not in warm:
+            overhead = max(0.0, cold["wall_s"] - eager["wall_s"] * c / e)  # compile + start-up beyond eager's
+            n_1g = PREDICT_VOXELS / (eager["voxels"] / eager["blocks"])
+            row.update(gain_this_volume_cold=round(eager["wall_s"] / cold["wall_s"] - 1, 3),
+                       gain_this_volume_warm=round(eager["wall_s"] / warm["wall_s"] - 1, 3),
+                       steady_gain=round(e / c - 1, 3), compile_overhead_s=round(overhead, 1),
+                       gain_1_gvoxel_cold=round(n_1g * e / (overhead + n_1g * c) - 1, 3),
+                       min_blocks_for_gain_cold=_min_blocks(e, c, overhead))
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
+    return rows
+
+
 def _parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", choices=sorted(STAGES))
@@ -185,6 +264,12 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--precision", default="fp32", help="(stage argument)")
     p.add_argument("--seconds", type=float, default=20.0, help="steady-state timing per measurement")
     p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--vol", default=None, help="(stage argument)")
+    p.add_argument("--out", default=None, help="(stage argument)")
+    p.add_argument("--end-to-end", action="store_true", help="also predict a volume end to end where compile pays")
+    p.add_argument("--only-end-to-end", action="store_true",
+                   help="only the end-to-end runs, for the rows of --results that pay (kept, the rest updated)")
+    p.add_argument("--e2e-shape", nargs=3, type=int, default=(64, 512, 1024), metavar=("Z", "Y", "X"))
     return p.parse_args()
 
 
@@ -198,13 +283,20 @@ def main() -> int:
     from workbench.models.registry import list_architectures
     from workbench.precision import bf16_supported
 
+    out = Path(args.results)
+    if args.only_end_to_end:
+        report = json.loads(out.read_text())
+        pairs = [(r["arch"], r["precision"]) for r in report["results"] if r["pays"] and r["stage"] == "predict"]
+        with tempfile.TemporaryDirectory(prefix="wb-bench-compile-") as tmp:
+            report["end_to_end"] = _end_to_end(args, pairs, Path(tmp))
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        return 0
     archs = args.archs or [a.name for a in list_architectures() if a.kind == "torch"]
     precisions = [p for p in args.precisions if p == "fp32" or bf16_supported("cpu")]
     report = {"what": "torch.compile against eager, per architecture and precision, prediction and training",
               "method": __doc__.split("\n\n")[1].replace("\n", " "),
               "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "load_average_start": os.getloadavg()},
               "threshold_gain": THRESHOLD, "results": []}
-    out = Path(args.results)
     with tempfile.TemporaryDirectory(prefix="wb-bench-compile-") as tmp:
         tmp = Path(tmp)
         for arch in archs:
@@ -226,6 +318,9 @@ def main() -> int:
                                                           "end_to_end_gain_cold_cache", "compile_s_cold",
                                                           "compile_s_warm", "pays")}), flush=True)
                     out.write_text(json.dumps(report, indent=1) + "\n")
+        if args.end_to_end:
+            pairs = [(r["arch"], r["precision"]) for r in report["results"] if r["pays"] and r["stage"] == "predict"]
+            report["end_to_end"] = _end_to_end(args, pairs, tmp)
     report["machine"]["load_average_end"] = os.getloadavg()
     report["pays_anywhere"] = [f"{r['arch']} {r['precision']} {r['stage']}" for r in report["results"] if r["pays"]]
     out.write_text(json.dumps(report, indent=1) + "\n")
