@@ -5,7 +5,8 @@ Protocol: a 2D U-Net (``unet2d``, the project's own training code, ``target="aff
 budget of process CPU time (``time.process_time()``, all threads of the training process: ~5 CPU-minutes by
 default); the run is saved once and predicted on the held-out sections 20-29; then every segmentation method
 (cc, watershed, affinity, mutex-watershed, multicut, gasp) segments that one prediction with its defaults
-(plus the mutex watershed with ``min_size=50``, which merges its small pieces into neighbours) and is scored against the true neurites (per-section connected components of the ISBI interior, membrane
+(plus the mutex watershed, multicut and GASP with ``min_size=50``, which merges their small pieces into
+neighbours) and is scored against the true neurites (per-section connected components of the ISBI interior, membrane
 = 0 not scored): adapted Rand error, VOI (split, merge), CREMI score, and object counts per section.
 
 Training labels for affinities: every true neurite of a section is one id and every membrane voxel an id of
@@ -50,6 +51,9 @@ METHODS = {
     "gasp": {"method": "gasp"},
     # not a default: the mutex watershed's small pieces (membrane voxels) merged into their neighbours
     "mutex-watershed min-size 50": {"method": "mutex-watershed", "min_size": 50},
+    # not defaults: the same size filter after multicut and GASP (their small pieces merged into neighbours)
+    "multicut min-size 50": {"method": "multicut", "min_size": 50},
+    "gasp min-size 50": {"method": "gasp", "min_size": 50},
 }
 
 

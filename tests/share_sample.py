@@ -10,16 +10,21 @@ import numpy as np
 TINY_UNET = {"depth": 2, "base_channels": 4}
 
 
-def make_sample_project(root: Path, shape=(6, 96, 96), runs: int = 2, iterations=(3, 6), threshold: float = 0.5):
-    """The sample (seed 0) with every 7th row of its truth as annotations and ``runs`` tiny U-Net runs, each
-    predicted (``predictions/<run>``) and segmented (``segmentation/<run>``: connected components of the interior
-    class above ``threshold``, one object per cell when the membranes are found)."""
+def make_sample_project(root: Path, shape=(6, 96, 96), runs: int = 2, iterations=(3, 6), threshold: float = 0.5,
+                        raw=None, truth=None):
+    """The sample (seed 0; or ``raw`` with its ``truth``, membrane 1 and interior 2) with every 7th row of its
+    truth as annotations and ``runs`` tiny U-Net runs, each predicted (``predictions/<run>``) and segmented
+    (``segmentation/<run>``: connected components of the interior class above ``threshold``, one object per
+    cell when the membranes are found)."""
     from workbench.inference import PredictOptions, predict_volume
     from workbench.project import Project, ProjectOptions
     from workbench.segmentation import SegmentOptions, segment_prediction
     from workbench.training import TrainConfig, Trainer, load_run
 
-    project = Project.create(root, None, ProjectOptions(sample_shape=tuple(shape), seed=0))
+    if raw is None:
+        project = Project.create(root, None, ProjectOptions(sample_shape=tuple(shape), seed=0))
+    else:
+        project = Project.create(root, raw, ProjectOptions(), truth=truth)
     truth = project.truth.read()
     labels = np.zeros_like(truth)
     labels[:, ::7] = truth[:, ::7]
