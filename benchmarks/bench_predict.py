@@ -9,10 +9,10 @@ Figures: voxels/s (output voxels), achieved GFLOP/s = voxels/s x forward FLOPs p
 (``torch.utils.flop_counter`` on a 256^2 slice), against the oneDNN 3x3 convolution ceiling of the run's
 precision (fp32, or bf16 autocast) measured in the same run (channels_last conv2d, 64 -> 64 channels).
 The peak-memory series predicts volumes of 16, 64 and 256 sections of 512^2 with the same model and block
-shape, each in a fresh process (``memory_series``).
+shape, each in a fresh process, --memory-repeats times (``memory_series``: the median and every run).
 
 Usage: python benchmarks/bench_predict.py [--sizes-gb 1 4] [--extras-gb 0.25] [--precisions fp32 bf16]
-[--memory-sections 16 64 256] [--skip-dask] [--skip-compile] [--skip-monai] [--keep-previous]. The size series
+[--memory-sections 16 64 256] [--memory-repeats 3] [--skip-dask] [--skip-compile] [--skip-monai] [--keep-previous]. The size series
 runs the local scheduler; the comparisons run on the --extras-gb volume.
 """
 
@@ -103,6 +103,7 @@ def stage_predict(args) -> dict:
     return {"seconds": total, "voxels": vox, "voxels_per_s": vox / total, "voxels_per_s_steady": steady,
             "blocks": n_blocks, "block_shape": result.info["block_shape"], "halo": result.info["halo"],
             "workers": result.info.get("workers"), "block_memory_bytes": result.info.get("block_memory_bytes"),
+            "block_memory_bound_bytes": result.info.get("block_memory_bound_bytes"),
             "precision": result.info.get("precision", "fp32")}
 
 
@@ -280,6 +281,7 @@ def _parse_args() -> argparse.Namespace:
     p.add_argument("--memory-sections", nargs="*", type=int, default=[16, 64, 256],
                    help="peak-memory series: volumes of N sections of --memory-yx^2 (none: skip it)")
     p.add_argument("--memory-yx", type=int, default=512)
+    p.add_argument("--memory-repeats", type=int, default=3, help="runs per size of the peak-memory series (median)")
     p.add_argument("--results", default=str(RESULTS), help="where the JSON goes")
     p.add_argument("--workers", default="auto", help="(stage argument) blocks in flight: N or auto")
     p.add_argument("--sizes-gb", nargs="*", type=float, default=[1.0, 4.0], help="volume sizes of the series (none: skip it)")
@@ -366,15 +368,21 @@ def _label(config: str, precision: str) -> str:
 
 
 def _run_memory(args, tmp: Path, run_dir: Path, report: dict, save) -> None:
-    """Peak RSS against the volume size: N sections of yx^2, same model and block shape, each a fresh process."""
-    series = report["memory_series"] = {"yx": args.memory_yx, "runs": []}
+    """Peak RSS against the volume size: N sections of yx^2, same model and block shape, each a fresh process,
+    ``--memory-repeats`` times (the allocator's layout, and so the peak, differs between runs)."""
+    series = report["memory_series"] = {"yx": args.memory_yx, "repeats": args.memory_repeats, "runs": []}
     for n in args.memory_sections:
         vol = tmp / f"mem{n}.zarr"
         shape = make_volume(vol, 0, seed=n, yx=args.memory_yx, nz=n)
-        r = run_stage("predict", run=run_dir, vol=vol, out=tmp / "out.zarr", precision=args.precisions[0])
-        series["runs"].append({"sections": n, "shape": list(shape), "peak_rss_gb": round(r["peak_rss_gb"], 3),
-                               "workers": r["workers"], "block_shape": r["block_shape"],
-                               "voxels_per_s": round(r["voxels_per_s"]), "precision": r["precision"]})
+        peaks, rates = [], []
+        for _ in range(args.memory_repeats):
+            r = run_stage("predict", run=run_dir, vol=vol, out=tmp / "out.zarr", precision=args.precisions[0])
+            peaks.append(round(r["peak_rss_gb"], 3))
+            rates.append(round(r["voxels_per_s"]))
+        series["runs"].append({"sections": n, "shape": list(shape), "peak_rss_gb": float(np.median(peaks)),
+                               "peak_rss_gb_each": peaks, "workers": r["workers"], "block_shape": r["block_shape"],
+                               "block_memory_bound_gb": round((r.get("block_memory_bound_bytes") or 0) / 1e9, 3),
+                               "voxels_per_s": round(float(np.median(rates))), "precision": r["precision"]})
         shutil.rmtree(vol, ignore_errors=True)
         first = series["runs"][0]["peak_rss_gb"]
         series["peak_rss_vs_smallest"] = [round(x["peak_rss_gb"] / first, 3) for x in series["runs"]]

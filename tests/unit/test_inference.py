@@ -361,6 +361,44 @@ def test_auto_workers_measure_the_first_block_and_match_one_worker(raw, tmp_path
     np.testing.assert_array_equal(open_prediction(a.path)[...], open_prediction(b.path)[...])
 
 
+class TracedTinyTorchPredictor(TinyTorchPredictor):
+    """The same net, exposed as ``model``: blockwise inference can bound a block's memory before running it."""
+
+    @property
+    def model(self):
+        return self.net
+
+
+def test_a_block_memory_bound_adds_every_layer_output():
+    from workbench.inference.memory import block_bytes_bound, forward_bytes_per_voxel
+
+    pred = TracedTinyTorchPredictor()
+    assert forward_bytes_per_voxel(pred) == (4 + 4 + 1) * 4  # conv 1->4, ReLU, conv 4->1 in float32
+    held = 10 * 20 * 20 * (4 + 4 + 2 * 4 + 4)
+    assert block_bytes_bound(pred, (2, 20, 20), (10, 20, 20)) == 36 * 2 * 20 * 20 + held
+    assert forward_bytes_per_voxel(TinyTorchPredictor()) is None  # no model to trace
+
+
+def test_blocks_start_one_per_core_when_their_bound_fits(raw, tmp_path, monkeypatch):
+    import os
+
+    from workbench.inference import executors
+
+    a = predict_volume(TinyTorchPredictor(), raw, tmp_path / "a.zarr",
+                       PredictOptions(block_shape=(5, 16, 16), workers=1))
+    b = predict_volume(TracedTinyTorchPredictor(), raw, tmp_path / "b.zarr", PredictOptions(block_shape=(5, 16, 16)))
+    cores = os.cpu_count() or 1
+    if cores > 1:
+        assert b.info["workers"] == cores and b.info["block_memory_bound_bytes"] > 0
+        assert "block_memory_bytes" not in b.info  # nothing ran alone to be measured
+    np.testing.assert_array_equal(open_prediction(a.path)[...], open_prediction(b.path)[...])
+    monkeypatch.setattr(executors, "blocks_that_fit", lambda *_: 0)  # a bound too big: measure the first block
+    c = predict_volume(TracedTinyTorchPredictor(), raw, tmp_path / "c.zarr", PredictOptions(block_shape=(5, 16, 16)))
+    if cores > 1:
+        assert "block_memory_bytes" in c.info and "block_memory_bound_bytes" not in c.info
+    np.testing.assert_array_equal(open_prediction(a.path)[...], open_prediction(c.path)[...])
+
+
 def test_auto_workers_fill_the_cores_within_memory():
     gb = 1 << 30
     assert auto_workers(2 * gb, cores=2, available=20 * gb) == 2

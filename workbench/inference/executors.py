@@ -61,12 +61,17 @@ def auto_workers(block_bytes: int, cores: int | None = None, available: int | No
     One torch thread per block keeps both cores of a laptop busy through the serial parts of a forward
     pass and through each block's reading and writing; two threads on one block leave them idle there.
     """
+    cores = int(cores or os.cpu_count() or 1)
+    return max(1, min(cores, 1 + blocks_that_fit(block_bytes, available)))
+
+
+def blocks_that_fit(block_bytes: int, available: int | None = None) -> int:
+    """How many blocks of ``block_bytes`` fit in three quarters of the available memory (``available``:
+    bytes, default what the system has free now)."""
     import psutil
 
-    cores = int(cores or os.cpu_count() or 1)
     available = int(psutil.virtual_memory().available if available is None else available)
-    fit = int(0.75 * available // max(int(block_bytes), 1))
-    return max(1, min(cores, 1 + fit))
+    return int(0.75 * available // max(int(block_bytes), 1))
 
 
 def _peak_rss_increase(fn: Callable[[], Any], interval: float = 0.02) -> tuple[Any, int]:
@@ -91,6 +96,18 @@ def _peak_rss_increase(fn: Callable[[], Any], interval: float = 0.02) -> tuple[A
         stop.set()
         sampler.join()
     return result, max(0, max(peak, proc.memory_info().rss) - base)
+
+
+def _block_bound(predictor: Predictor, job: BlockJob, blocks: Sequence[PlannedBlock]) -> int | None:
+    """:func:`~workbench.inference.memory.block_bytes_bound` of the largest block (None: no bound)."""
+    from workbench.inference.compute import default_tile_shape
+    from workbench.inference.memory import block_bytes_bound
+
+    if not blocks:
+        return None
+    largest = max(blocks, key=lambda b: b.input.size)
+    tile = job.tile_shape or default_tile_shape(predictor, largest.input.shape)
+    return block_bytes_bound(predictor, tile, largest.input.shape, views=8 if job.tta else 1)
 
 
 def _on_gpu(predictor: Predictor) -> bool:
@@ -155,7 +172,13 @@ class ThreadExecutor(_Closing):
                          on_done, should_stop)
 
     def _run_measured(self, job, blocks, on_done, should_stop, cores: int) -> bool:
-        """The first block alone while its memory is measured, then as many in flight as fit (auto_workers)."""
+        """One block per core from the start when an upper bound of their memory fits (:mod:`.memory`), else
+        the first block alone while its memory is measured, then as many in flight as fit (auto_workers)."""
+        bound = _block_bound(self.predictor, job, blocks)
+        if bound is not None and blocks_that_fit(bound) >= cores:
+            self.info.update(workers=cores, block_memory_bound_bytes=bound)
+            every = dataclasses.replace(job, torch_threads=self.torch_threads or 1)
+            return self._run(every, blocks, cores, on_done, should_stop)
         first = dataclasses.replace(job, torch_threads=self.torch_threads or cores)
         finished, per_block = _peak_rss_increase(lambda: self._run(first, blocks[:1], 1, on_done, should_stop))
         workers = auto_workers(per_block, cores)
