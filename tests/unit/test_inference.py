@@ -377,6 +377,8 @@ def test_a_block_memory_bound_adds_every_layer_output():
     held = 10 * 20 * 20 * (4 + 4 + 2 * 4 + 4)
     assert block_bytes_bound(pred, (2, 20, 20), (10, 20, 20)) == 36 * 2 * 20 * 20 + held
     assert forward_bytes_per_voxel(TinyTorchPredictor()) is None  # no model to trace
+    pred.net.train()
+    assert forward_bytes_per_voxel(pred) is None  # a probe pass would change a training model's statistics
 
 
 def test_blocks_start_one_per_core_when_their_bound_fits(raw, tmp_path, monkeypatch):

@@ -2,12 +2,13 @@
 
 Blockwise prediction on a CPU runs one block per core when they fit in memory. The bound lets it start
 that way at once, so a volume of a few blocks runs (and peaks) like a big one. Without a bound (a model
-that is not a ``torch.nn.Module``, or a bound that does not fit twice) the executor measures the first block
-alone instead.
+that is not a ``torch.nn.Module`` or is in training mode, or a bound too big for one block per core) the
+executor measures the first block alone instead.
 
 The bound traces one forward pass of a small probe tile and adds up the bytes of every layer's output, as
 if none were freed: a network's activations grow linearly with the voxels it is given, and a forward pass
-never holds more than all of them at once.
+holds far fewer of them at once (functional steps such as concatenations are not counted; for unet2d the
+bound is 3x the measured block memory).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ PROBE_EDGE = 64
 
 
 def forward_bytes_per_voxel(predictor: Predictor) -> float | None:
-    """Bytes of all layer outputs of one forward pass per input voxel, in float32 (None: not a torch model).
+    """Bytes of all layer outputs of one forward pass per input voxel, in float32 (None: not a torch model, or
+    one in training mode, whose normalisation statistics a probe pass would change).
 
     Args:
         predictor: a predictor whose ``model`` is a ``torch.nn.Module`` taking (N, C, [z,] y, x).
@@ -31,7 +33,7 @@ def forward_bytes_per_voxel(predictor: Predictor) -> float | None:
 
     predictor = as_predictor(predictor)
     model = predictor.model
-    if not isinstance(model, torch.nn.Module):
+    if not isinstance(model, torch.nn.Module) or model.training:
         return None
     dims = int(predictor.spatial_dims)
     divisor = [int(d) for d in predictor.divisor][-dims:]
