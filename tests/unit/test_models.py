@@ -187,3 +187,51 @@ def test_forest_features_fit_predict_and_tensor_roundtrip():
     again.load_state_dict(forest.state_dict())  # plain tensors, as stored in checkpoint.pt
     np.testing.assert_array_equal(again.predict_slice(img), prob)
     assert info.receptive_field(**TINY["forest"])[1] == 2 * (int(4 * 1.6 + 0.5) + int(4 * 0.8 + 0.5)) + 1
+
+
+THREE_D = [a.name for a in list_architectures() if a.kind == "torch" and a.dims == 3]
+
+
+def _ops_called(fn) -> dict[str, int]:
+    with torch.profiler.profile() as prof:
+        fn()
+    return {e.key: e.count for e in prof.key_averages()}
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="needs oneDNN")
+@pytest.mark.parametrize("name", THREE_D)
+def test_small_3d_convolutions_take_onednn_in_inference_and_agree(name):
+    from workbench.models.blocks import _conv3d_class
+
+    model = build_model(name, 1, 2, **TINY[name]).eval()
+    x = torch.randn(1, 1, 4, 32, 32)  # N * C * D * H far below the native-path limit everywhere
+    cls = _conv3d_class()
+    with torch.inference_mode():
+        ops = _ops_called(lambda: model(x))
+        routed = model(x)
+        cls.forward, saved = torch.nn.Conv3d.forward, cls.forward
+        try:
+            stock_ops = _ops_called(lambda: model(x))
+            stock = model(x)
+        finally:
+            cls.forward = saved
+    pointwise = sum(isinstance(m, torch.nn.Conv3d) and m.kernel_size[-2:] == (1, 1) for m in model.modules())
+    assert stock_ops.get("aten::slow_conv3d_forward", 0) > pointwise  # the case the route exists for
+    # every convolution but the 1 x 1 ones (faster on the native path) goes to oneDNN
+    assert ops.get("aten::slow_conv3d_forward", 0) == pointwise and ops.get("aten::mkldnn_convolution", 0) > 0
+    torch.testing.assert_close(routed, stock, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", THREE_D)
+def test_training_tracing_and_autocast_keep_the_stock_3d_convolution(name):
+    model = build_model(name, 1, 2, **TINY[name])
+    x = torch.randn(1, 1, 4, 32, 32)
+    model.train()
+    ops = _ops_called(lambda: model(x).sum().backward())  # gradients: the stock op and its backward
+    assert "aten::convolution_backward" in ops
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    model.eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x, check_trace=False)
+    assert "mkldnn_convolution" not in str(traced.inlined_graph)  # an exported model stays portable
+    torch.testing.assert_close(traced(x), model(x), rtol=1e-4, atol=1e-5)
