@@ -15,7 +15,12 @@ across a membrane would never be trained; with one membrane id, membrane-to-memb
 "same object"). Scribbles: the simulated strokes (``workbench.annotations``) with the same ids, only pairs of
 labelled voxels trained.
 
-Phases (``--phase``): ``train`` (both runs, saved in ``--work``), ``segment`` (predict and segment
+Scribble runs are repeated over ``--seeds`` (the seed draws the strokes and the network's initial weights):
+seed 0 is the run ``scribbles``, seed n > 0 the run ``scribbles-seed<n>``. ``summary`` compares, per run, the
+best of the new methods (mutex watershed, multicut, GASP) with the best of the earlier ones (cc, watershed,
+own agglomeration) on VOI, and says whether the new one wins in every scribble run.
+
+Phases (``--phase``): ``train`` (every run, saved in ``--work``), ``segment`` (predict and segment
 everything, write the JSON), or ``all``. Training and prediction are timed, so run them under the shared
 lock: ``flock /tmp/wb-bench.lock python benchmarks/bench_instances.py``.
 
@@ -55,6 +60,9 @@ METHODS = {
     "multicut min-size 50": {"method": "multicut", "min_size": 50},
     "gasp min-size 50": {"method": "gasp", "min_size": 50},
 }
+#: the methods the workbench had before the field's agglomerations, and the new ones
+EARLIER = ("cc", "watershed", "affinity")
+NEW = ("mutex-watershed", "multicut", "gasp")
 
 
 def cells(gt: np.ndarray) -> np.ndarray:
@@ -104,7 +112,7 @@ def train(work: Path, name: str, fraction: float | None, cpu_seconds: float, see
     trainer.run()
     info = {
         "run": str(run_dir), "labels": "dense" if fraction is None else f"scribbles {fraction:.0%}",
-        "labelled_fraction_of_train_pixels": round(achieved, 5), "iterations": int(trainer.iteration),
+        "labelled_fraction_of_train_pixels": round(achieved, 5), "seed": seed, "iterations": int(trainer.iteration),
         "budget": f"process CPU time {cpu_seconds:.0f} s (time.process_time, all threads of the training process)",
         "cpu_s": round(time.process_time() - c0, 1), "wall_s": round(time.perf_counter() - t0, 1),
         "load_before": load_before, "load_after": os.getloadavg(),
@@ -159,6 +167,36 @@ def segment_all(work: Path, name: str, truth: np.ndarray) -> dict:
     return out
 
 
+def run_names(kinds: list[str], seeds: list[int]) -> dict[str, tuple[float | None, int]]:
+    """Run name -> (labelled fraction or None for dense, seed), for the label kinds and scribble seeds."""
+    names: dict[str, tuple[float | None, int]] = {}
+    for kind in kinds:
+        if kind == "dense":
+            names["dense"] = (None, 0)
+            continue
+        for seed in seeds:
+            names["scribbles" if seed == 0 else f"scribbles-seed{seed}"] = (FRACTION, seed)
+    return names
+
+
+def summary(runs: dict) -> dict:
+    """Per run, the best new and the best earlier method on VOI; and whether the new one wins every scribble run."""
+    rows = {}
+    for name, run in runs.items():
+        scored = {m: r["voi"] for m, r in run["methods"].items() if "voi" in r}
+        new = min((m for m in scored if m in NEW), key=scored.get, default=None)
+        old = min((m for m in scored if m in EARLIER), key=scored.get, default=None)
+        if new is None or old is None:
+            continue
+        rows[name] = {"best_new": new, "best_new_voi": round(scored[new], 4), "best_earlier": old,
+                      "best_earlier_voi": round(scored[old], 4),
+                      "voi_change": round((scored[new] - scored[old]) / scored[old], 4)}
+    scribble = [r["voi_change"] for n, r in rows.items() if n.startswith("scribbles")]
+    return {"runs": rows, "scribble_runs": len(scribble),
+            "new_wins_every_scribble_run": bool(scribble) and all(c < 0 for c in scribble),
+            "scribble_voi_change_mean": round(float(np.mean(scribble)), 4) if scribble else None}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phase", choices=("train", "segment", "all"), default="all")
@@ -167,13 +205,17 @@ def main(argv=None) -> int:
     ap.add_argument("--held-lock", action="store_true",
                     help="say in the JSON that this run held the shared benchmark lock (flock /tmp/wb-bench.lock)")
     ap.add_argument("--runs", nargs="+", default=["dense", "scribbles"], choices=("dense", "scribbles"))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds of the scribble runs (strokes and weights)")
+    ap.add_argument("--skip-trained", action="store_true", help="train only the runs not yet in --work")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    fractions = {"dense": None, "scribbles": FRACTION}
+    names = run_names(args.runs, args.seeds)
     if args.phase in ("train", "all"):
-        for name in args.runs:
-            train(work, name, fractions[name], args.cpu_minutes * 60)
+        for name, (fraction, seed) in names.items():
+            if args.skip_trained and (work / name / "bench_train.json").exists():
+                continue
+            train(work, name, fraction, args.cpu_minutes * 60, seed=seed)
     if args.phase in ("segment", "all"):
         import tifffile
 
@@ -188,13 +230,14 @@ def main(argv=None) -> int:
                      "map, as a user passing an affinity prediction to them would; an affinity model has no "
                      "boundary channel, so for watershed the cut edges become seeds. affinity, mutex-watershed, "
                      "multicut and gasp read every channel with the offsets recorded in the prediction.",
-            "runs": {name: segment_all(work, name, truth) for name in args.runs},
+            "runs": {name: segment_all(work, name, truth) for name in names},
             "timings": "segment_wall_s / segment_cpu_s and predict_s are for orientation only: this run is about "
                        "quality (held_bench_lock: whether it held /tmp/wb-bench.lock)",
             "held_bench_lock": args.held_lock,
             "load_average": os.getloadavg(),
             "cpu_count": os.cpu_count(),
         }
+        result["summary"] = summary(result["runs"])
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(result, indent=2))
         print(f"wrote {RESULTS}")

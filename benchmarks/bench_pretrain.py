@@ -190,6 +190,25 @@ def _merge(update: dict, out: Path) -> None:
     tmp.replace(out)
 
 
+def summarise(runs: dict) -> dict:
+    """Per data set and fraction, over seeds: mean adapted Rand error from scratch and warm-started, and the
+    change (negative: the warm-up helped); also each seed's change."""
+    groups: dict[str, list[dict]] = {}
+    for row in runs.values():
+        if "warm_started" in row:
+            groups.setdefault(f"{row['data']} {row['fraction']:g}", []).append(row)
+    table = {}
+    for key, rows in sorted(groups.items()):
+        a = float(np.mean([r["scratch"]["ws_are"] for r in rows]))
+        b = float(np.mean([r["warm_started"]["ws_are"] for r in rows]))
+        table[key] = {"seeds": [r["seed"] for r in rows], "scratch_ws_are_mean": round(a, 4),
+                      "warm_ws_are_mean": round(b, 4), "change_of_mean": round((b - a) / a, 4) if a else None,
+                      "change_per_seed": [r["ws_are_change"] for r in rows],
+                      "scratch_pixel_error_mean": round(float(np.mean([r["scratch"]["pixel_error"] for r in rows])), 4),
+                      "warm_pixel_error_mean": round(float(np.mean([r["warm_started"]["pixel_error"] for r in rows])), 4)}
+    return table
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--calibrate", action="store_true", help="measure the CPU seconds per step (run under flock)")
@@ -205,10 +224,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--merge", nargs="*", default=None,
                    help="merge the runs of these result files (made side by side) into --out")
+    p.add_argument("--summarise", action="store_true", help="write the per-fraction table of --out's runs into it")
     args = p.parse_args(argv)
     if args.merge is not None:
         for f in args.merge:
             _merge({"runs": json.loads(Path(f).read_text()).get("runs", {})}, Path(args.out))
+        return 0
+    if args.summarise:
+        out = Path(args.out)
+        _merge({"table": summarise(json.loads(out.read_text()).get("runs", {}))}, out)
+        print(json.dumps(json.loads(out.read_text())["table"], indent=1))
         return 0
     sp.reexec_with_tunables()
     import torch
