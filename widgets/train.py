@@ -371,14 +371,16 @@ class TrainPanel:
         else:
             self.progress.value = 1.0
             self.progress.bar_style = "success"
-            last = self.history[-1] if self.history else {}
-            self.progress_text.value = (f"done: {last.get('iteration', self.iteration)} iterations, "
-                                        f"loss {last.get('loss', float('nan')):.4f} · run "
-                                        f"<code>{self.run_dir.name if self.run_dir else '?'}</code>")
+            # the status first: widget updates reach the page in order, so when it reads "done" the status
+            # already says what happened
             if self.run_dir is not None and is_pretext_run(self.run_dir):
                 self.status.set("warm-up finished; Train now fine-tunes it on your scribbles", "ok")
             else:
                 self.status.set("training finished; the model is saved. Next: Results", "ok")
+            last = self.history[-1] if self.history else {}
+            self.progress_text.value = (f"done: {last.get('iteration', self.iteration)} iterations, "
+                                        f"loss {last.get('loss', float('nan')):.4f} · run "
+                                        f"<code>{self.run_dir.name if self.run_dir else '?'}</code>")
         self._last_pred = 0.0
         threading.Thread(target=self._predict_now, daemon=True).start()
 
