@@ -8,12 +8,12 @@ Protocol (ISBI 2012, sparse_pipeline.py): start from scribbles over 0.25 % of se
 - ``oracle``: the boxes with the most errors of the current model (it knows the truth);
 and the model is trained ``--more`` further iterations starting from the previous round's weights
 (``TrainConfig.init``, the default cosine schedule: each retrain anneals, as the app's Train does, so every
-round is scored at the end of a decay rather than midway at a constant rate). The annotator (``--annotator``): ``corrections`` (default) works as in the app's
-correction mode: it looks at the current prediction inside the box, paints the wrongly predicted regions with
-the right class (largest first) and spends what is left of the box's budget on scribbles of the truth;
-``scribbles`` only draws scribbles of the truth (the simulated strokes of ``workbench.annotations``).
-After every round: the labelled voxels and the pixel error and watershed adapted Rand
-error on the held-out sections 20-29. The figure the loop is for: the labelled voxels with which ``suggest``
+round is scored at the end of a decay rather than midway at a constant rate). The annotator
+(``--annotator``): ``corrections`` (default) works as in the app's correction mode: it looks at the current
+prediction inside the box, paints the wrongly predicted regions with the right class (largest first) and
+spends what is left of the box's budget on scribbles of the truth; ``scribbles`` only draws scribbles of the
+truth (the simulated strokes of ``workbench.annotations``). After every round: the labelled voxels and the
+pixel error and watershed adapted Rand error on the held-out sections 20-29. The figure the loop is for: the labelled voxels with which ``suggest``
 reaches the ``random`` strategy's final error.
 
     python benchmarks/bench_loop.py                         # 3 strategies x 4 rounds, ~25 CPU-minutes

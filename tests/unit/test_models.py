@@ -223,7 +223,7 @@ def test_small_3d_convolutions_take_onednn_in_inference_and_agree(name):
 
 
 @pytest.mark.parametrize("name", THREE_D)
-def test_training_tracing_and_autocast_keep_the_stock_3d_convolution(name):
+def test_training_and_tracing_keep_the_stock_3d_convolution(name):
     model = build_model(name, 1, 2, **TINY[name])
     x = torch.randn(1, 1, 4, 32, 32)
     model.train()
