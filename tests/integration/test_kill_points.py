@@ -35,7 +35,10 @@ def _box(k: int) -> tuple[list[int], list[int]]:
 
 
 def _ack(*words) -> None:
-    print("ACK", *words, flush=True)
+    """One acknowledgement line, written in one call (``print`` of several arguments writes each apart, and a
+    kill between two writes would leave half a line)."""
+    sys.stdout.write(" ".join(["ACK", *map(str, words)]) + "\n")
+    sys.stdout.flush()
 
 
 def _child_annotate(root: Path) -> None:
@@ -285,7 +288,8 @@ def kill_loop(root: Path, mode: str, kills: int, max_delay: float = 0.5, seed: i
         out, err = proc.communicate()
         if proc.returncode != -signal.SIGKILL:
             raise RuntimeError(f"child ended on its own ({proc.returncode}): {err[-2000:]}")
-        acks = [line.split()[1:] for line in out.splitlines() if line.startswith("ACK ")]
+        complete = out if out.endswith("\n") else out[: out.rfind("\n") + 1]  # a line cut by the kill is no ack
+        acks = [line.split()[1:] for line in complete.splitlines() if line.startswith("ACK ")]
         loop.kills += 1
         CHECKS[mode](root, acks, loop)
     return loop
