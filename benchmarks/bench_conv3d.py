@@ -8,6 +8,7 @@ volume's edge block gives (random weights, eval mode, ``torch.inference_mode``),
 largest difference of the outputs.
 
     python benchmarks/bench_conv3d.py            # -> benchmarks/results/conv3d_path.json
+    python benchmarks/bench_conv3d.py --check-name amd-epyc   # adds the run under "checks" of that file
 """
 
 from __future__ import annotations
@@ -50,10 +51,13 @@ def main(argv=None) -> int:
     import torch
 
     from workbench.models.registry import build_model, list_architectures
+    from workbench.precision import cpu_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--check-name", default="",
+                        help="keep the file's rows and store this run under checks[NAME] (another machine)")
     args = parser.parse_args(argv)
     archs = [a.name for a in list_architectures() if a.kind == "torch" and a.dims == 3]
     rows = []
@@ -71,11 +75,15 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     report = {"what": __doc__.splitlines()[0], "method": __doc__.split("\n\n")[1].replace("\n", " "),
-              "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "load_average_start": load_before,
-                          "load_average_end": os.getloadavg()},
+              "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                          "load_average_start": load_before, "load_average_end": os.getloadavg()},
               "rows": rows}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.check_name:
+        kept = json.loads(out.read_text()) if out.is_file() else {}
+        kept.setdefault("checks", {})[args.check_name] = report
+        report = kept
     out.write_text(json.dumps(report, indent=1) + "\n")
     return 0
 

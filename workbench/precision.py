@@ -114,17 +114,22 @@ def autocast(device: Any, precision: str):
     return torch.autocast(_device(device).type, dtype=dtype)
 
 
-def _cpu_key() -> str:
-    """CPU model, torch version and thread count: what the bf16 speed-up depends on."""
-    import torch
-
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` knows)."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
-    return f"{model} | torch {torch.__version__} | {torch.get_num_threads()} threads"
+    return model
+
+
+def _cpu_key() -> str:
+    """CPU model, torch version and thread count: what the bf16 speed-up depends on."""
+    import torch
+
+    return f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads"
 
 
 def measure_cpu_bf16_speedup(repeats: int = 4) -> float:
