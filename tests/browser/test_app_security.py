@@ -63,3 +63,21 @@ def test_token_leaves_the_url_bar(app_server, page, shoot, pixels):
     other.wait_for_selector(".wb-step-data", timeout=240_000)
     assert "token=" not in other.url
     other.close()
+
+
+def test_kernels_get_the_malloc_tuning_and_the_server_does_not(app_server, page):
+    """The server runs with glibc's default malloc (it returns memory it no longer holds); the page's
+    kernel, which runs the tensors, with the tuning of :mod:`workbench.tuning`."""
+    import psutil
+
+    from workbench.tuning import GLIBC_TUNABLES
+
+    page.goto(app_server.url, timeout=240_000)
+    page.wait_for_selector(".wb-step-data", timeout=240_000)
+    server = psutil.Process(app_server.process.pid)
+    kernels = [p for p in server.children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+    assert kernels, "the page's kernel is a child of the server"
+    # /proc/PID/environ shows the variable as glibc left it after parsing it in place: up to the first ':'
+    first = GLIBC_TUNABLES.split(":")[0]
+    assert server.environ().get("GLIBC_TUNABLES") != first
+    assert all(k.environ().get("GLIBC_TUNABLES") == first for k in kernels)

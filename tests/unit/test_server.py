@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import signal
@@ -136,8 +137,24 @@ def test_environment_for_kernels(tmp_path):
     assert env[config.PROJECT_ENV] == str((tmp_path / "proj").resolve())
     assert env[config.DATA_ROOT_ENV] == str(tmp_path.resolve())
     assert env[ports.PROXY_PORTS_ENV] == str(tmp_path / "viewer-ports")
-    assert "mmap_threshold" in env["GLIBC_TUNABLES"] and env["PATH"] == "/bin"
+    assert "GLIBC_TUNABLES" not in env and env["PATH"] == "/bin"
     assert config.DATA_ROOT_ENV not in config.app_environment(tmp_path, base={})
+
+
+def test_malloc_tuning_goes_to_kernels_not_to_the_server(tmp_path):
+    from workbench.tuning import GLIBC_TUNABLES
+
+    server = config.app_environment(tmp_path, base={"GLIBC_TUNABLES": GLIBC_TUNABLES})
+    assert "GLIBC_TUNABLES" not in server
+    own = "glibc.malloc.arena_max=2"
+    assert config.app_environment(tmp_path, base={"GLIBC_TUNABLES": own})["GLIBC_TUNABLES"] == own
+    assert config.kernel_environment({}) == {"GLIBC_TUNABLES": GLIBC_TUNABLES}
+    assert config.kernel_environment({"GLIBC_TUNABLES": own}) == {"GLIBC_TUNABLES": own}
+    kdir = config.write_kernel_spec(tmp_path / "jupyter-data", config.kernel_environment({}))
+    spec = json.loads((kdir / "kernel.json").read_text())
+    assert kdir == tmp_path / "jupyter-data" / "kernels" / "python3"
+    assert spec["env"] == {"GLIBC_TUNABLES": GLIBC_TUNABLES} and "ipykernel_launcher" in spec["argv"]
+    assert "{connection_file}" in spec["argv"] and spec["language"] == "python"
 
 
 def test_bad_input(tmp_path):

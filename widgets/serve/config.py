@@ -167,14 +167,20 @@ def token_environment(token: str) -> dict:
 
 
 def app_environment(runtime: Path, project=None, data=None, base=None) -> dict:
-    """Environment of the Jupyter server and so of every kernel it starts.
+    """Environment of the Jupyter server, which every kernel it starts inherits.
 
     Sets ``WORKBENCH_PROJECT`` / ``WORKBENCH_DATA_ROOT`` (absolute paths) when given, the viewer port
-    registry (``WORKBENCH_PROXY_PORTS_DIR``), a private Jupyter runtime dir and the glibc malloc tuning.
+    registry (``WORKBENCH_PROXY_PORTS_DIR``) and a private Jupyter runtime dir. The glibc malloc tuning of
+    :mod:`workbench.tuning` is taken out: it keeps a heap at its high-water mark (no trimming, nothing
+    mapped apart), right for the kernels' tensors, but the server holds only messages, and with it the
+    server's memory grew with the busiest moment it had served. The kernels get it back from their kernel
+    spec (:func:`write_kernel_spec`, :func:`kernel_environment`). A user's own ``GLIBC_TUNABLES`` is kept.
     """
-    from workbench.tuning import tuned_env
+    from workbench.tuning import GLIBC_TUNABLES
 
-    env = tuned_env(os.environ if base is None else base)
+    env = dict(os.environ if base is None else base)
+    if env.get("GLIBC_TUNABLES") == GLIBC_TUNABLES:
+        del env["GLIBC_TUNABLES"]
     data_dir = str(Path(runtime) / "jupyter-data")
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (data_dir, env.get("JUPYTER_PATH", "")) if p)
     env[PROXY_PORTS_ENV] = str(Path(runtime) / "viewer-ports")
@@ -185,3 +191,27 @@ def app_environment(runtime: Path, project=None, data=None, base=None) -> dict:
     if data is not None:
         env[DATA_ROOT_ENV] = str(Path(data).resolve())
     return env
+
+
+def kernel_environment(base=None) -> dict:
+    """What a kernel adds to the server's environment: the glibc malloc tuning (the user's own
+    ``GLIBC_TUNABLES`` if set, else :data:`workbench.tuning.GLIBC_TUNABLES`)."""
+    from workbench.tuning import tuned_env
+
+    return {"GLIBC_TUNABLES": tuned_env({} if base is None else base)["GLIBC_TUNABLES"]}
+
+
+def write_kernel_spec(data_dir: Path, env: dict) -> Path:
+    """Write the app's ``python3`` kernel spec under ``data_dir/kernels/`` (a Jupyter data path that comes
+    first, so it is the one the app notebook's kernel name finds): ipykernel in this Python, with ``env``
+    added to the kernel's environment. Returns the spec's folder."""
+    import json
+
+    from ipykernel.kernelspec import get_kernel_dict
+
+    spec = get_kernel_dict()
+    spec["env"] = dict(env)
+    kdir = Path(data_dir) / "kernels" / "python3"
+    kdir.mkdir(parents=True, exist_ok=True)
+    (kdir / "kernel.json").write_text(json.dumps(spec, indent=1) + "\n")
+    return kdir

@@ -30,8 +30,10 @@ from widgets.serve.config import (
     build_command,
     config_text,
     default_notebook_dir,
+    kernel_environment,
     missing_app_modules,
     token_environment,
+    write_kernel_spec,
     write_voila_template,
 )
 from workbench.errors import WorkbenchError
@@ -216,6 +218,7 @@ def _prepare_runtime(options: AppServerOptions) -> tuple[Path, Path, dict]:
     config_file = runtime / "workbench_app_config.py"
     config_file.write_text(config_text())
     write_voila_template(runtime / "jupyter-data")
+    write_kernel_spec(runtime / "jupyter-data", kernel_environment(os.environ))
     env = app_environment(runtime, project=options.project, data=options.data, base=os.environ)
     env.update(options.extra_env or {})
     env[guard.NOTEBOOK_ENV] = options.notebook
