@@ -307,8 +307,14 @@ def run_soak(sessions: int, minutes: float) -> dict:
                 await asyncio.gather(*[_session(browser, server, s, until, log) for s in range(sessions)])
                 elapsed = time.monotonic() - t0
                 await browser.close()
-            idle = _wait_idle(server)
+            # a page closed within seconds of connecting may leave its kernel's watchdog without a sight of
+            # it: that kernel ends by design after the first-connect wait, so the end is checked after it
+            from widgets.lifecycle import FIRST_CONNECT_TIMEOUT
+
+            t_end = time.monotonic()
+            idle = _wait_idle(server, timeout=FIRST_CONNECT_TIMEOUT + 30)
             end = _server_figures(server)
+            end["idle_after_s"] = round(time.monotonic() - t_end, 1)
             end["idle"] = idle
             if not idle:  # what the kernels still alive are doing
                 end["left_alive"] = [{"pid": k.pid, "status": k.status(), "cpu_s": round(sum(k.cpu_times()[:2]), 1),

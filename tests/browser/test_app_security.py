@@ -81,3 +81,6 @@ def test_kernels_get_the_malloc_tuning_and_the_server_does_not(app_server, page)
     first = GLIBC_TUNABLES.split(":")[0]
     assert server.environ().get("GLIBC_TUNABLES") != first
     assert all(k.environ().get("GLIBC_TUNABLES") == first for k in kernels)
+    assert "workbench heap: freed memory returned to the system" in app_server.log_text()
+    assert server.environ().get("PYTHONMALLOC") == "malloc"
+    assert all(k.environ().get("PYTHONMALLOC") == "pymalloc" for k in kernels)

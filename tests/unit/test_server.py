@@ -148,12 +148,17 @@ def test_malloc_tuning_goes_to_kernels_not_to_the_server(tmp_path):
     assert "GLIBC_TUNABLES" not in server
     own = "glibc.malloc.arena_max=2"
     assert config.app_environment(tmp_path, base={"GLIBC_TUNABLES": own})["GLIBC_TUNABLES"] == own
-    assert config.kernel_environment({}) == {"GLIBC_TUNABLES": GLIBC_TUNABLES}
-    assert config.kernel_environment({"GLIBC_TUNABLES": own}) == {"GLIBC_TUNABLES": own}
+    assert server["PYTHONMALLOC"] == "malloc"
+    assert config.app_environment(tmp_path, base={"PYTHONMALLOC": "debug"})["PYTHONMALLOC"] == "debug"
+    kernel = {"GLIBC_TUNABLES": GLIBC_TUNABLES, "PYTHONMALLOC": "pymalloc"}
+    assert config.kernel_environment({}) == kernel
+    assert config.kernel_environment(server) == kernel  # the server's allocator is not the kernels'
+    assert config.kernel_environment({"GLIBC_TUNABLES": own}) == {**kernel, "GLIBC_TUNABLES": own}
+    assert config.kernel_environment({"PYTHONMALLOC": "debug"})["PYTHONMALLOC"] == "debug"
     kdir = config.write_kernel_spec(tmp_path / "jupyter-data", config.kernel_environment({}))
     spec = json.loads((kdir / "kernel.json").read_text())
     assert kdir == tmp_path / "jupyter-data" / "kernels" / "python3"
-    assert spec["env"] == {"GLIBC_TUNABLES": GLIBC_TUNABLES} and "ipykernel_launcher" in spec["argv"]
+    assert spec["env"] == kernel and "ipykernel_launcher" in spec["argv"]
     assert "{connection_file}" in spec["argv"] and spec["language"] == "python"
 
 

@@ -12,10 +12,13 @@ from importlib import resources
 from pathlib import Path
 
 from widgets.serve.guard import EXTENSION as GUARD_EXTENSION
+from widgets.serve.heap import EXTENSION as HEAP_EXTENSION
 from widgets.serve.proxy import EXTENSION as PROXY_EXTENSION
 from workbench.errors import WorkbenchError
 from workbench.ports import PROXY_PORTS_ENV
 
+#: The server's Python allocator (kernels keep pymalloc): see :func:`app_environment`.
+SERVER_PYTHONMALLOC = "malloc"
 #: Environment variables passed to every kernel.
 PROJECT_ENV, DATA_ROOT_ENV = "WORKBENCH_PROJECT", "WORKBENCH_DATA_ROOT"
 #: The app notebook, relative to the notebook directory.
@@ -98,6 +101,7 @@ def config_text() -> str:
             "    'voila': True,",
             f"    {GUARD_EXTENSION!r}: True,   # only the app's routes; the page URL without its token",
             f"    {PROXY_EXTENSION!r}: True,",
+            f"    {HEAP_EXTENSION!r}: True,   # returns freed memory to the system (the server relays messages)",
             *[f"    {name!r}: False," for name in UNUSED_EXTENSIONS],
             f"    'jupyter_server_proxy': False,   # unrestricted /proxy/<any port>: replaced by {PROXY_EXTENSION}",
             "    'jupyter_server_terminals': False,",
@@ -181,6 +185,9 @@ def app_environment(runtime: Path, project=None, data=None, base=None) -> dict:
     env = dict(os.environ if base is None else base)
     if env.get("GLIBC_TUNABLES") == GLIBC_TUNABLES:
         del env["GLIBC_TUNABLES"]
+    # Python objects in malloc, not in pymalloc's arenas: an arena is returned only when all of its objects
+    # are gone, glibc's free pages are returned by the server's periodic trim (widgets.serve.heap)
+    env.setdefault("PYTHONMALLOC", SERVER_PYTHONMALLOC)
     data_dir = str(Path(runtime) / "jupyter-data")
     env["JUPYTER_PATH"] = os.pathsep.join(p for p in (data_dir, env.get("JUPYTER_PATH", "")) if p)
     env[PROXY_PORTS_ENV] = str(Path(runtime) / "viewer-ports")
@@ -195,10 +202,14 @@ def app_environment(runtime: Path, project=None, data=None, base=None) -> dict:
 
 def kernel_environment(base=None) -> dict:
     """What a kernel adds to the server's environment: the glibc malloc tuning (the user's own
-    ``GLIBC_TUNABLES`` if set, else :data:`workbench.tuning.GLIBC_TUNABLES`)."""
+    ``GLIBC_TUNABLES`` if set, else :data:`workbench.tuning.GLIBC_TUNABLES`) and Python's own small-object
+    allocator (the server's ``PYTHONMALLOC=malloc`` is for a message relay, not for a kernel)."""
     from workbench.tuning import tuned_env
 
-    return {"GLIBC_TUNABLES": tuned_env({} if base is None else base)["GLIBC_TUNABLES"]}
+    base = {} if base is None else base
+    own = base.get("PYTHONMALLOC")
+    return {"GLIBC_TUNABLES": tuned_env(base)["GLIBC_TUNABLES"],
+            "PYTHONMALLOC": own if own and own != SERVER_PYTHONMALLOC else "pymalloc"}
 
 
 def write_kernel_spec(data_dir: Path, env: dict) -> Path:
