@@ -248,22 +248,26 @@ def _suggestion_and_correction(page, shoot, pixels) -> tuple[int, int]:
                               lambda c: pixels.count_color(c, BOX_RGB, tol=40) > 40)
     assert pixels.count_color(view, BOX_RGB, tol=40) > 40, "the clicked suggestion's box is not drawn"
     page.click(".wb-show-prediction input")
+    # the prediction drawn under the strokes (the kernel predicts the slice first): the view changes
+    _, shown = _shoot_until(page, shoot, pixels, "3-prediction-under", box,
+                            lambda c: float(np.abs(c.astype(float) - view.astype(float)).mean()) > 2, timeout=120)
+    assert float(np.abs(shown.astype(float) - view.astype(float)).mean()) > 2, "the prediction is not drawn"
     before = (_count(page, 1), _count(page, 2))
-    page.locator(".wb-class-select button", has_text="membrane").click()
-    page.wait_for_timeout(1500)
     ny = nx = 256  # the sample project's slice
     cy, cx = (y + 0.5) / ny, (x + 0.5) / nx
     for attempt in range(3):  # a correction over the prediction, across the suggested box
+        page.locator(".wb-class-select button", has_text="membrane").click()
+        page.wait_for_timeout(1500)
         _drag_path(page, box, [(cx - 0.04, cy), (cx, cy + 0.01), (cx + 0.04, cy)])
         try:
             page.wait_for_function(f"() => +document.querySelector('.wb-step-annotate .wb-count-1').innerText > {before[0]}",
-                                   timeout=30_000)
+                                   timeout=45_000)
             break
         except Exception:
             assert attempt < 2, "three correction strokes never reached the project"
-    page.locator(".wb-class-select button", has_text="interior").click()
-    page.wait_for_timeout(1500)
     for attempt in range(3):  # and one of the other class just below it
+        page.locator(".wb-class-select button", has_text="interior").click()
+        page.wait_for_timeout(1500)
         _drag_path(page, box, [(cx - 0.04, cy + 0.06), (cx + 0.04, cy + 0.06)])
         try:
             page.wait_for_function(f"() => +document.querySelector('.wb-step-annotate .wb-count-2').innerText > {before[1]}",
