@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -68,8 +69,9 @@ def iou(pred: np.ndarray, truth: np.ndarray, cls: int = 2) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
 
 
-def train_cli(raw, labels, run: Path, minutes: float, seed: int) -> tuple[str, float]:
-    """``workbench train`` with no options but the data, the architecture and the time; (stderr+stdout, seconds)."""
+def train_cli(raw, labels, run: Path, minutes: float, seed: int, extra: tuple[str, ...] = ()) -> tuple[str, float]:
+    """``workbench train`` with no options but the data, the architecture and the time (and ``extra`` arguments,
+    for exploring a change of the defaults); (stderr+stdout, seconds)."""
     import tifffile
 
     run.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +79,7 @@ def train_cli(raw, labels, run: Path, minutes: float, seed: int) -> tuple[str, f
     tifffile.imwrite(run.parent / "labels.tif", labels, metadata={"axes": "ZYX"})
     cmd = [sys.executable, "-m", "workbench", "train", "--raw", str(run.parent / "raw.tif"), "--labels",
            str(run.parent / "labels.tif"), "--arch", "unet2d", "--minutes", str(minutes), "--out", str(run),
-           "--seed", str(seed), "--no-progress"]
+           "--seed", str(seed), "--no-progress", *extra]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode:
@@ -102,10 +104,10 @@ def variants(run: Path, raw: np.ndarray):
     return out, info
 
 
-def run_isbi(seed: int, minutes: float, tmp: Path) -> dict:
+def run_isbi(seed: int, minutes: float, tmp: Path, extra: tuple[str, ...] = ()) -> dict:
     raw, dense = sp.load_isbi()
     labels, achieved = sp.training_labels(dense, 0.01, seed=seed)
-    log, seconds = train_cli(raw, labels, tmp / f"isbi{seed}" / "run", minutes, seed)
+    log, seconds = train_cli(raw, labels, tmp / f"isbi{seed}" / "run", minutes, seed, extra)
     probs, info = variants(tmp / f"isbi{seed}" / "run", raw[sp.TEST])
     scores = {k: sp.evaluate(np.ascontiguousarray(v[1]), dense[sp.TEST]) for k, v in probs.items()}
     return {"task": "isbi", "labels": f"scribbles {achieved:.2%}", "seed": seed, "minutes": minutes,
@@ -113,11 +115,11 @@ def run_isbi(seed: int, minutes: float, tmp: Path) -> dict:
             "ws_are": {k: s["ws_are"] for k, s in scores.items()}, "scores": scores}
 
 
-def run_mito(seed: int, minutes: float, tmp: Path, fraction: float | None) -> dict:
+def run_mito(seed: int, minutes: float, tmp: Path, fraction: float | None, extra: tuple[str, ...] = ()) -> dict:
     raw, dense = mito_data()
     labels = mito_labels(dense, fraction, seed)
     name = f"mito{'dense' if fraction is None else fraction}{seed}"
-    log, seconds = train_cli(raw, labels, tmp / name / "run", minutes, seed)
+    log, seconds = train_cli(raw, labels, tmp / name / "run", minutes, seed, extra)
     probs, info = variants(tmp / name / "run", raw[MITO_TEST])
     truth = dense[MITO_TEST]
     res = {}
@@ -150,7 +152,10 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=5.0)
     parser.add_argument("--no-dense", action="store_true", help="skip the dense-label mito reference")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--train-args", default="", help="extra `workbench train` arguments (exploring a change; "
+                        "recorded in each row), e.g. '--crf-weight 0.5'")
     args = parser.parse_args(argv)
+    extra = tuple(shlex.split(args.train_args))
     out = Path(args.out)
     report = json.loads(out.read_text()) if out.exists() else {}
     report.setdefault("rows", [])
@@ -165,8 +170,10 @@ def main(argv=None) -> int:
                 jobs.append((task, seeds[0], None))
         for task, seed, fraction in jobs:
             load = os.getloadavg()[0]
-            row = run_isbi(seed, args.minutes, Path(tmp)) if task == "isbi" else \
-                run_mito(seed, args.minutes, Path(tmp), fraction)
+            row = run_isbi(seed, args.minutes, Path(tmp), extra) if task == "isbi" else \
+                run_mito(seed, args.minutes, Path(tmp), fraction, extra)
+            if extra:
+                row["train_args"] = list(extra)
             row.update(load_before=round(load, 2), load_after=round(os.getloadavg()[0], 2),
                        measured=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             report["rows"].append(row)

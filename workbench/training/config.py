@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 
@@ -126,6 +127,9 @@ class TrainConfig:
     # correct the class proportions the balanced patch sampler teaches a semantic model
     # (workbench/training/calibration.py): auto (chosen from the labels), none, sampling or prior
     calibration: str = "auto"
+    # weight of the edge-aware smoothness (local CRF) loss on all voxels of each patch, semantic targets
+    # (workbench/training/crf_loss.py); 0 switches it off
+    crf_weight: float = 0.0
 
     def validate(self) -> None:
         """Raise ``WorkbenchError`` for values that cannot work."""
@@ -151,6 +155,8 @@ class TrainConfig:
             raise WorkbenchError(f"minutes must be positive, got {self.minutes}")
         if self.batch_size is not None and self.batch_size < 1:
             raise WorkbenchError(f"batch size must be positive, got {self.batch_size}")
+        if not (self.crf_weight >= 0 and math.isfinite(self.crf_weight)):
+            raise WorkbenchError(f"the CRF loss weight must be a number >= 0, got {self.crf_weight}")
         if self.patch_shape is not None:
             if len(self.patch_shape) != 3 or min(self.patch_shape) < 1:
                 raise WorkbenchError(f"patch shape must be three positive numbers (z, y, x), got {self.patch_shape}")

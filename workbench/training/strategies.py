@@ -121,6 +121,10 @@ class TorchStrategy:
         if cfg.bn_recalibration:
             tile = [trainer.patch_shape[0], *(2 * p for p in trainer.patch_shape[1:])]
             hooks.append(BatchNormRecalibration(trainer.raw_norm, tile, seed=cfg.seed))
+        if trainer.task.kind == "semantic" and cfg.crf_weight > 0:
+            from workbench.training.crf_loss import CRFLoss
+
+            hooks.append(CRFLoss(cfg.crf_weight))
         if trainer.task.kind == "semantic":  # after the BatchNorm statistics are final
             from workbench.training.calibration import CalibrationHook
 
