@@ -16,7 +16,7 @@ DEFAULT_ARCH = "unet2d"
 
 #: training settings offered under "advanced", with their defaults (TrainConfig field names)
 TRAIN_DEFAULTS = {"batch_size": None, "lr": 1e-3, "patch_shape": None, "target": "semantic", "augment": True,
-                  "precision": "auto"}
+                  "precision": "auto", "crf_weight": 1.0}
 #: the precisions offered (workbench.precision.Precision; fp16 is for CUDA GPUs only, so not offered here)
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -72,6 +72,10 @@ class ArchitecturePanel:
         self.lr = W.BoundedFloatText(value=1e-3, min=1e-6, max=1.0, step=1e-4, description="learning rate")
         self.patch = W.Text(value="", placeholder="default", description="patch z,y,x")
         self.augment = W.Checkbox(value=True, description="augmentation (flips, rotations, noise, ...)")
+        self.crf = styled(W.BoundedFloatText(
+            value=1.0, min=0.0, max=100.0, step=0.25, description="smoothness",
+            tooltip="weight of the edge-aware smoothness loss over the unlabelled pixels (neighbours that look "
+                    "alike learn the same class; 0 off)"), "wb-train-crf")
         self.precision = styled(W.Dropdown(
             options=PRECISIONS, value="auto", description="precision",
             tooltip="auto (default): bf16 where the hardware has it and a quick measurement finds it faster, "
@@ -82,7 +86,7 @@ class ArchitecturePanel:
         self.reset_btn = action_button("defaults", "Back to defaults")
         self.reset_btn.on_click(self.status.guard(lambda _: self.reset_defaults()))
         adv = W.VBox([W.HTML("<b>Model options</b>"), self.options_box, W.HTML("<b>Training</b>"),
-                      self.batch, self.lr, self.patch, self.augment, self.precision,
+                      self.batch, self.lr, self.patch, self.augment, self.crf, self.precision,
                       W.HBox([self.apply_btn, self.reset_btn])])
         self.model_file = ModelFilePicker(ctx, self.status)
         self.advanced = styled(W.Accordion(children=[adv, self.model_file.widget]), "wb-arch-advanced")
@@ -166,6 +170,7 @@ class ArchitecturePanel:
         self.lr.value = float(train["lr"])
         self.patch.value = "" if not train["patch_shape"] else ", ".join(map(str, train["patch_shape"]))
         self.augment.value = bool(train["augment"])
+        self.crf.value = float(train["crf_weight"])
         self.precision.value = str(train["precision"]) if str(train["precision"]) in PRECISIONS else "auto"
 
     def _build_options(self, info) -> None:
@@ -212,11 +217,11 @@ class ArchitecturePanel:
             except ValueError:
                 raise WorkbenchError(f"patch shape must be three integers z, y, x; got {self.patch.value!r}") from None
         TrainConfig(arch=info.name, arch_options=opts, batch_size=self.batch.value, lr=self.lr.value,
-                    patch_shape=patch, precision=self.precision.value).validate()
+                    patch_shape=patch, precision=self.precision.value, crf_weight=self.crf.value).validate()
         train = dict(self.ctx.project.state.get("train", {}))
         batch = None if self.batch.value == info.default_batch else self.batch.value  # follows the architecture
         train.update(batch_size=batch, lr=self.lr.value, patch_shape=patch, augment=self.augment.value,
-                     precision=self.precision.value)
+                     precision=self.precision.value, crf_weight=self.crf.value)
         self.ctx.project.state.update(arch_options=opts, train=train)
         self.ctx.emit("arch")
         self.status.set("settings saved", "ok")
