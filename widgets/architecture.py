@@ -16,7 +16,7 @@ DEFAULT_ARCH = "unet2d"
 
 #: training settings offered under "advanced", with their defaults (TrainConfig field names)
 TRAIN_DEFAULTS = {"batch_size": None, "lr": 1e-3, "patch_shape": None, "target": "semantic", "augment": True,
-                  "precision": "auto", "crf_weight": 1.0}
+                  "precision": "auto", "crf_weight": 0.0}
 #: the precisions offered (workbench.precision.Precision; fp16 is for CUDA GPUs only, so not offered here)
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -73,7 +73,7 @@ class ArchitecturePanel:
         self.patch = W.Text(value="", placeholder="default", description="patch z,y,x")
         self.augment = W.Checkbox(value=True, description="augmentation (flips, rotations, noise, ...)")
         self.crf = styled(W.BoundedFloatText(
-            value=1.0, min=0.0, max=100.0, step=0.25, description="smoothness",
+            value=0.0, min=0.0, max=100.0, step=0.25, description="smoothness",
             tooltip="weight of the edge-aware smoothness loss over the unlabelled pixels (neighbours that look "
                     "alike learn the same class; 0 off)"), "wb-train-crf")
         self.precision = styled(W.Dropdown(

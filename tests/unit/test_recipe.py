@@ -99,14 +99,11 @@ def test_sparse_labels_get_the_narrow_unet_and_keep_every_stroke_for_training():
     assert line.startswith("recipe: sparse labels (1.00% of the voxels): half-width") and "\n" not in line
 
 
-def test_sparse_semantic_labels_get_the_edge_aware_loss_unless_the_user_chose_a_weight():
-    sparse, dense = LabelStats(0.01, [0.5, 0.5], [40, 35], (20, 512, 512)), LabelStats(1.0, [0.5, 0.5], [9, 9], (4, 64, 64))
-    cfg = choose_recipe(TrainConfig(arch="unet2d"), sparse).apply(TrainConfig(arch="unet2d"))
-    assert cfg.crf_weight == 1.0 and "edge-aware" in choose_recipe(TrainConfig(arch="unet2d"), sparse).summary()
-    assert "crf_weight" not in choose_recipe(TrainConfig(arch="unet2d"), sparse, {"crf_weight"}).changes
-    assert "crf_weight" not in choose_recipe(TrainConfig(arch="unet2d", crf_weight=0.3), sparse).changes
-    assert "crf_weight" not in choose_recipe(TrainConfig(arch="unet2d"), dense).changes
-    assert "crf_weight" not in choose_recipe(TrainConfig(arch="unet2d", target="affinities"), sparse).changes
+def test_the_recipe_leaves_the_smoothness_loss_to_the_user():
+    sparse = LabelStats(0.01, [0.5, 0.5], [40, 35], (20, 512, 512))
+    assert choose_recipe(TrainConfig(arch="unet2d"), sparse).apply(TrainConfig(arch="unet2d")).crf_weight == 0.0
+    cfg = TrainConfig(arch="unet2d", crf_weight=0.5)
+    assert choose_recipe(cfg, sparse, {"crf_weight"}).apply(cfg).crf_weight == 0.5
 
 
 def test_the_recipe_leaves_what_the_user_set_and_dense_labels_alone():

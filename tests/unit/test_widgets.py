@@ -129,10 +129,10 @@ def test_architecture_panel_choose_and_advanced_options(ctx):
     assert TrainPanel(ctx).make_config(iterations=2).precision == "bf16"
     panel.refresh()
     assert panel.precision.value == "bf16"
-    assert ctx.project.state["train"]["crf_weight"] == 1.0  # the smoothness loss, on by default, can be changed
-    panel.crf.value = 0.0
+    assert ctx.project.state["train"]["crf_weight"] == 0.0  # the smoothness loss: off unless chosen
+    panel.crf.value = 1.5
     panel.apply_btn.click()
-    assert TrainPanel(ctx).make_config(iterations=2).crf_weight == 0.0
+    assert TrainPanel(ctx).make_config(iterations=2).crf_weight == 1.5
 
     panel.patch.value = "4, 64, 64"  # a 2D model needs z = 1
     panel.apply_btn.click()

@@ -51,8 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "estimated from the unlabelled voxels)")
     parser.add_argument("--crf-weight", type=float, default=None, metavar="W",
                         help="weight of the edge-aware smoothness loss over all voxels of a patch (semantic "
-                             "targets): neighbours that look alike are taught the same class (default: the "
-                             "recipe's; 0 off)")
+                             "targets): neighbours that look alike are taught the same class (default 0: off)")
     parser.add_argument("--recipe", choices=("auto", "none"), default="auto",
                         help="auto (default): width and validation split chosen from the labels, said in one line; "
                              "none: exactly the settings given")
