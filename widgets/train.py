@@ -194,7 +194,7 @@ class TrainPanel:
             lr=float(st.get("lr", 1e-3)),
             patch_shape=st.get("patch_shape"),
             precision=st.get("precision", "fp32"),
-            crf_weight=float(st.get("crf_weight", 0.0)),  # the advanced setting; otherwise the recipe's
+            crf_weight=float(st.get("crf_weight", 0.0)),  # the advanced setting (off unless chosen)
             iterations=iterations if iterations is not None else (None if minutes else 500),
             minutes=minutes,
             val_fraction=0.25,

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="correct the class proportions that balanced patch sampling teaches (default auto: "
                              "chosen from the labels; sampling: the labels' proportions; prior: the volume's, "
                              "estimated from the unlabelled voxels)")
-    parser.add_argument("--crf-weight", type=float, default=None, metavar="W",
+    parser.add_argument("--crf-weight", type=float, default=0.0, metavar="W",
                         help="weight of the edge-aware smoothness loss over all voxels of a patch (semantic "
                              "targets): neighbours that look alike are taught the same class (default 0: off)")
     parser.add_argument("--recipe", choices=("auto", "none"), default="auto",
@@ -179,7 +179,7 @@ def _config(args: argparse.Namespace, arch_options: dict, precision):
         precision=precision,
         init=args.init,
         calibration=args.calibration,
-        crf_weight=args.crf_weight if args.crf_weight is not None else 0.0,
+        crf_weight=args.crf_weight,
     )
 
 
@@ -208,8 +208,7 @@ def _explicit(args: argparse.Namespace) -> set[str]:
     """The TrainConfig fields the command line set (the recipe leaves them alone)."""
     given = {"arch_options": bool(args.option), "val_slices": bool(args.val_slices),
              "val_fraction": bool(args.val_fraction), "patch_shape": args.patch is not None,
-             "batch_size": args.batch is not None, "calibration": args.calibration != "auto",
-             "crf_weight": args.crf_weight is not None}
+             "batch_size": args.batch is not None, "calibration": args.calibration != "auto"}
     return {k for k, v in given.items() if v}
 
 
